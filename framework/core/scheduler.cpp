@@ -1,0 +1,580 @@
+#include "core/scheduler.hpp"
+
+#include <boost/context/detail/fcontext.hpp>
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+namespace bctx = boost::context::detail;
+
+namespace twistlet::detail {
+
+scheduler_hooks scheduler::hooks;
+
+namespace {
+
+// A plain pointer keeps the hot path to one TLS load; the owner object only exists to destroy
+// the scheduler at thread exit.
+thread_local scheduler* t_sched = nullptr;
+struct scheduler_owner {
+  ~scheduler_owner() {
+    scheduler* s = t_sched;
+    if (s) {
+      delete s;
+      t_sched = nullptr;
+    }
+  }
+};
+thread_local scheduler_owner t_owner;
+thread_local char t_owner_token;
+std::atomic<std::uint64_t> g_next_id{1};
+
+void tasklet_main(bctx::transfer_t transfer) noexcept;
+
+bool is_exit_exception(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const tasklet_exit&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string label(const tasklet_impl* t) {
+  if (t->main) return "the main tasklet (" + std::to_string(t->id) + ")";
+  std::string s = "tasklet " + std::to_string(t->id);
+  if (!t->name.empty()) s += " '" + t->name + "'";
+  return s;
+}
+
+}  // namespace
+
+std::uint64_t next_tasklet_id() noexcept { return g_next_id.fetch_add(1, std::memory_order_relaxed); }
+
+std::string wait_target::deadlock_message(const tasklet_impl* t) const {
+  return "deadlock: the last other tasklet ended while " + label(t) + " waits on " + describe();
+}
+
+// ---- scheduler lifetime ---------------------------------------------------------------------
+
+scheduler& scheduler::get() {
+  if (scheduler* s = t_sched) [[likely]]
+    return *s;
+  (void)&t_owner;  // odr-use so the owner is constructed and destroys the scheduler at exit
+  t_sched = new scheduler();
+  return *t_sched;
+}
+
+scheduler* scheduler::peek() noexcept { return t_sched; }
+
+scheduler::scheduler() {
+  eh_globals_ = reinterpret_cast<eh_state*>(abi::__cxa_get_globals());
+  main_ = new tasklet_impl;
+  main_->sched = this;
+  main_->main = true;
+  main_->started = true;
+  main_->refs = 1;
+  main_->id = next_tasklet_id();
+  main_->name = "main";
+  main_->state = tstate::runnable;
+#if defined(__SANITIZE_THREAD__)
+  main_->tsan_fiber = __tsan_get_current_fiber();
+#endif
+  register_live(main_);
+  link_sole(main_);
+  current_ = main_;
+  install_overflow_handler();
+}
+
+scheduler::~scheduler() {
+  if (current_ == main_) kill_all_at_exit();
+  unregister_live(main_);
+  main_->state = tstate::dead;
+  if (--main_->refs == 0) delete main_;
+  remove_overflow_handler_stack();
+}
+
+void scheduler::kill_all_at_exit() noexcept {
+  // Tasklets still alive when their thread ends are killed so that their stacks unwind and
+  // what they own is released (Stackless does the same). One that survives its kill is leaked.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<tasklet> victims;
+    for (tasklet_impl* t = all_head_; t; t = t->all_next)
+      if (t != main_ && t->state != tstate::dead && !t->watchdog) victims.push_back(tasklet::from_impl(t));
+    if (victims.empty()) return;
+    for (auto& v : victims) {
+      try {
+        v.kill();
+      } catch (...) {
+        std::fputs("twistlet: an exception escaped a tasklet killed at thread exit\n", stderr);
+      }
+    }
+    while (runcount_ > 1) {
+      try {
+        run_watchdog();
+      } catch (...) {
+        std::fputs("twistlet: an exception escaped a tasklet killed at thread exit\n", stderr);
+      }
+    }
+  }
+}
+
+void scheduler::register_live(tasklet_impl* t) noexcept {
+  t->all_prev = nullptr;
+  t->all_next = all_head_;
+  if (all_head_) all_head_->all_prev = t;
+  all_head_ = t;
+  if (hooks.on_create) hooks.on_create(t);
+}
+
+void scheduler::unregister_live(tasklet_impl* t) noexcept {
+  if (t->all_prev)
+    t->all_prev->all_next = t->all_next;
+  else if (all_head_ == t)
+    all_head_ = t->all_next;
+  if (t->all_next) t->all_next->all_prev = t->all_prev;
+  t->all_next = t->all_prev = nullptr;
+}
+
+// ---- creation and destruction ---------------------------------------------------------------
+
+tasklet_impl* scheduler::create(std::size_t fn_size, std::size_t fn_align, tasklet_options&& opts, void** storage) {
+  auto* t = new tasklet_impl;
+  try {
+    t->stack = stacks_.allocate(opts.stack_size);
+  } catch (...) {
+    delete t;
+    throw;
+  }
+  t->sched = this;
+  t->id = next_tasklet_id();
+  t->name = std::move(opts.name);
+  t->refs = 2;  // the caller's handle and the scheduler's ownership while alive
+  char* top = t->stack.base + t->stack.size;
+  // Small functions live at the top of the stack: no extra allocation, and the page is one
+  // the tasklet touches anyway.
+  if (fn_size <= t->stack.size / 16 && fn_align <= 64) {
+    std::uintptr_t p = reinterpret_cast<std::uintptr_t>(top) - fn_size;
+    p &= ~(std::uintptr_t(std::max<std::size_t>(fn_align, 16)) - 1);
+    top = reinterpret_cast<char*>(p);
+    *storage = top;
+  } else {
+    try {
+      *storage = ::operator new(fn_size, std::align_val_t(fn_align));
+    } catch (...) {
+      stacks_.release(t->stack);
+      delete t;
+      throw;
+    }
+    t->heap_fn = true;
+    t->fn_align = static_cast<std::uint32_t>(fn_align);
+  }
+  top = reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(top) & ~std::uintptr_t(63));
+  t->context = bctx::make_fcontext(top, static_cast<std::size_t>(top - t->stack.base), tasklet_main);
+#if defined(__SANITIZE_ADDRESS__)
+  t->asan_bottom = t->stack.base;
+  t->asan_size = t->stack.size;
+#endif
+#if defined(__SANITIZE_THREAD__)
+  t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  t->state = tstate::paused;
+  register_live(t);
+  return t;
+}
+
+void scheduler::destroy_entry(tasklet_impl* t) noexcept {
+  if (t->entry.destroy) t->entry.destroy(t->entry.fn);
+  if (t->heap_fn) ::operator delete(t->entry.fn, std::align_val_t(t->fn_align));
+  t->entry = tasklet_entry{};
+  t->heap_fn = false;
+}
+
+void scheduler::discard(tasklet_impl* t) noexcept {
+  destroy_entry(t);
+  t->state = tstate::dead;
+  unregister_live(t);
+  if (hooks.on_finish) hooks.on_finish(t);
+  stacks_.release(t->stack);
+#if defined(__SANITIZE_THREAD__)
+  __tsan_destroy_fiber(t->tsan_fiber);
+#endif
+  if (--t->refs == 0) delete t;
+}
+
+void scheduler::reap_unreachable(tasklet_impl* t) noexcept {
+  if (!t->started) {
+    discard(t);
+    return;
+  }
+  // A started tasklet has frames to unwind: kill it when the scheduler next reaches it. No
+  // switch here, as we are inside a handle's destructor.
+  try {
+    throw_into(t, std::make_exception_ptr(tasklet_exit{}), true);
+  } catch (...) {
+  }
+}
+
+// ---- ring bookkeeping -----------------------------------------------------------------------
+
+void scheduler::link_before(tasklet_impl* t, tasklet_impl* pos) noexcept {
+  t->next = pos;
+  t->prev = pos->prev;
+  pos->prev->next = t;
+  pos->prev = t;
+  t->state = tstate::runnable;
+  ++runcount_;
+}
+
+void scheduler::link_after(tasklet_impl* t, tasklet_impl* pos) noexcept { link_before(t, pos->next); }
+
+void scheduler::link_sole(tasklet_impl* t) noexcept {
+  t->next = t->prev = t;
+  t->state = tstate::runnable;
+  runcount_ = 1;
+}
+
+void scheduler::unlink(tasklet_impl* t) noexcept {
+  t->prev->next = t->next;
+  t->next->prev = t->prev;
+  t->next = t->prev = nullptr;
+  --runcount_;
+}
+
+tasklet_impl* scheduler::pop_watchdog() noexcept {
+  if (watchdogs_.empty()) return nullptr;
+  tasklet_impl* w = watchdogs_.back();
+  watchdogs_.pop_back();
+  w->watchdog = false;
+  return w;
+}
+
+void scheduler::forget_watchdog(tasklet_impl* t) noexcept {
+  if (!t->watchdog) return;
+  watchdogs_.erase(std::find(watchdogs_.begin(), watchdogs_.end(), t));
+  t->watchdog = false;
+}
+
+void scheduler::detach_from_wait(tasklet_impl* t) noexcept {
+  if (t->state != tstate::blocked) return;
+  t->waiting_on->abandon(t);
+  t->waiting_on = nullptr;
+  t->slot = nullptr;
+  t->state = tstate::paused;
+}
+
+// ---- switching ------------------------------------------------------------------------------
+
+void scheduler::check_stack(tasklet_impl* t) noexcept {
+  if (t->stack.guard_type == guard_kind::canary && !t->main && !stack_pool::canary_intact(t->stack)) [[unlikely]]
+    report_stack_overflow(t->id, t->name.data(), t->name.size());
+}
+
+void scheduler::jump(tasklet_impl* to) noexcept {
+  tasklet_impl* self = current_;
+  check_stack(self);
+  current_ = to;
+  self->eh = *eh_globals_;
+  *eh_globals_ = to->eh;
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(self->state == tstate::dead ? nullptr : &self->asan_fake_stack, to->asan_bottom,
+                                 to->asan_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+  __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+  bctx::transfer_t back = bctx::jump_fcontext(to->context, self);
+  resumed(back.fctx, static_cast<tasklet_impl*>(back.data));
+}
+
+void scheduler::resumed(void* from_context, tasklet_impl* from) noexcept {
+#if defined(__SANITIZE_ADDRESS__)
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+  __sanitizer_finish_switch_fiber(current_->asan_fake_stack, &bottom, &size);
+  if (!from->asan_bottom) {
+    from->asan_bottom = bottom;
+    from->asan_size = size;
+  }
+#endif
+  if (from->state != tstate::dead) [[likely]] {
+    from->context = from_context;
+    return;
+  }
+  // The tasklet we left has ended; now that nobody runs on its stack, the stack can go.
+  stacks_.release(from->stack);
+#if defined(__SANITIZE_THREAD__)
+  __tsan_destroy_fiber(from->tsan_fiber);
+#endif
+  if (--from->refs == 0) delete from;
+}
+
+void scheduler::switch_to(tasklet_impl* to) {
+  tasklet_impl* self = current_;
+  jump(to);
+  if (self->pending) [[unlikely]] {
+    std::exception_ptr e = std::move(self->pending);
+    self->pending = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+void scheduler::leave_ring_and_switch(tasklet_impl* self) {
+  tasklet_impl* next = self->next;
+  if (next != self) {
+    unlink(self);
+    switch_to(next);
+    return;
+  }
+  // The ring empties: control returns to the innermost run() (ensure_can_block() made sure
+  // there is one).
+  tasklet_impl* w = pop_watchdog();
+  unlink(self);
+  link_sole(w);
+  switch_to(w);
+}
+
+namespace {
+void tasklet_main(bctx::transfer_t transfer) noexcept {
+  scheduler& s = *t_sched;
+  s.resumed(transfer.fctx, static_cast<tasklet_impl*>(transfer.data));
+  tasklet_impl* self = s.current();
+  self->started = true;
+  std::exception_ptr escaped;
+  try {
+    if (self->pending) {
+      std::exception_ptr e = std::move(self->pending);
+      self->pending = nullptr;
+      std::rethrow_exception(e);
+    }
+    self->entry.invoke(self->entry.fn);
+  } catch (const tasklet_exit&) {
+  } catch (...) {
+    escaped = std::current_exception();
+  }
+  s.finish_current(std::move(escaped));
+}
+}  // namespace
+
+void scheduler::finish_current(std::exception_ptr escaped) noexcept {
+  tasklet_impl* self = current_;
+  destroy_entry(self);  // while the stack that may hold the function is still ours
+  tasklet_impl* next = self->next != self ? self->next : nullptr;
+  unlink(self);
+  self->state = tstate::dead;
+  unregister_live(self);
+  if (hooks.on_finish) hooks.on_finish(self);
+
+  tasklet_impl* target = nullptr;
+  if (escaped) {
+    // An escaping exception goes straight to the innermost run() caller, or to main,
+    // bypassing the ring and unblocking it if it waits.
+    target = pop_watchdog();
+    if (!target) target = main_;
+    detach_from_wait(target);
+    target->pending = std::move(escaped);
+    if (target->state != tstate::runnable) {
+      if (next)
+        link_before(target, next);
+      else
+        link_sole(target);
+    }
+  } else if (next) {
+    target = next;
+  } else if ((target = pop_watchdog())) {
+    link_sole(target);
+  } else {
+    target = main_;
+    if (target->state == tstate::blocked) {
+      std::string message = target->waiting_on->deadlock_message(target);
+      detach_from_wait(target);
+      target->pending = std::make_exception_ptr(deadlock_error(message));
+    }
+    link_sole(target);  // a paused main simply resumes: its schedule_remove() returns
+  }
+  jump(target);
+  __builtin_unreachable();
+}
+
+// ---- primitives -----------------------------------------------------------------------------
+
+std::string scheduler::describe_blocked() const {
+  std::string out;
+  for (const tasklet_impl* t = all_head_; t; t = t->all_next) {
+    if (t->state != tstate::blocked) continue;
+    out += "\n  " + label(t) + " waits on " + t->waiting_on->describe();
+  }
+  return out;
+}
+
+void scheduler::ensure_can_block() {
+  if (current_->next != current_ || !watchdogs_.empty()) [[likely]]
+    return;
+  std::string message = "deadlock: " + label(current_) + " is the last runnable tasklet and cannot block";
+  std::string blocked = describe_blocked();
+  if (!blocked.empty()) message += "; blocked:" + blocked;
+  throw deadlock_error(message);
+}
+
+void scheduler::schedule() {
+  tasklet_impl* next = current_->next;
+  if (next != current_) switch_to(next);
+}
+
+void scheduler::schedule_remove() {
+  ensure_can_block();
+  tasklet_impl* self = current_;
+  self->state = tstate::paused;
+  leave_ring_and_switch(self);
+}
+
+void scheduler::run_watchdog() {
+  tasklet_impl* self = current_;
+  if (self->next == self) return;
+  tasklet_impl* next = self->next;
+  self->watchdog = true;
+  watchdogs_.push_back(self);
+  unlink(self);
+  self->state = tstate::paused;
+  try {
+    switch_to(next);
+  } catch (...) {
+    forget_watchdog(self);
+    throw;
+  }
+  forget_watchdog(self);
+}
+
+void scheduler::insert(tasklet_impl* t) {
+  if (t->state == tstate::dead) throw std::logic_error("tasklet::insert: cannot insert a dead tasklet");
+  if (t->state == tstate::blocked) throw std::logic_error("tasklet::insert: cannot insert a blocked tasklet");
+  if (t->state == tstate::runnable) return;
+  forget_watchdog(t);
+  link_before(t, current_);
+}
+
+void scheduler::remove(tasklet_impl* t) {
+  if (t->state == tstate::blocked) throw std::logic_error("tasklet::remove: cannot remove a blocked tasklet");
+  if (t == current_) throw std::logic_error("tasklet::remove: cannot remove the current tasklet");
+  if (t->state != tstate::runnable) return;
+  unlink(t);
+  t->state = tstate::paused;
+}
+
+void scheduler::run_tasklet(tasklet_impl* t) {
+  if (t->state == tstate::dead) throw std::logic_error("tasklet::run: cannot run a dead tasklet");
+  if (t->state == tstate::blocked) throw std::logic_error("tasklet::run: cannot run a blocked tasklet");
+  if (t == current_) return;
+  if (t->state != tstate::runnable) {
+    forget_watchdog(t);
+    link_before(t, current_);
+  }
+  switch_to(t);
+}
+
+void scheduler::throw_into(tasklet_impl* t, std::exception_ptr e, bool pending) {
+  if (!e) throw std::logic_error("tasklet::throw_exception: null exception");
+  if (t->state == tstate::dead) {
+    if (is_exit_exception(e)) return;
+    throw std::logic_error("tasklet::throw_exception: cannot throw into a dead tasklet");
+  }
+  if (t == current_) std::rethrow_exception(e);
+  detach_from_wait(t);
+  forget_watchdog(t);
+  t->pending = std::move(e);
+  if (t->state != tstate::runnable) link_before(t, current_);
+  if (!pending) switch_to(t);
+}
+
+void scheduler::block_current(wait_target& w, void* slot) {
+  ensure_can_block();
+  tasklet_impl* self = current_;
+  self->waiting_on = &w;
+  self->slot = slot;
+  self->state = tstate::blocked;
+  leave_ring_and_switch(self);
+}
+
+void scheduler::wake_now(tasklet_impl* t) {
+  t->waiting_on = nullptr;
+  link_after(t, current_);
+  switch_to(t);
+}
+
+void scheduler::wake_later(tasklet_impl* t) noexcept {
+  t->waiting_on = nullptr;
+  link_before(t, current_);
+}
+
+// ---- overflow lookup (signal handler) -------------------------------------------------------
+
+bool overflow_culprit(const void* fault, std::uint64_t& id, const char*& name, std::size_t& len) noexcept {
+  scheduler* s = t_sched;
+  if (!s) return false;
+  const tasklet_impl* t = s->current();
+  if (!t || t->main || !t->stack.guard) return false;
+  const char* addr = static_cast<const char*>(fault);
+  // The guard page itself, or a frame that jumped a little past it.
+  if (addr < t->stack.guard - 64 * 1024 || addr >= t->stack.base) return false;
+  id = t->id;
+  name = t->name.data();
+  len = t->name.size();
+  return true;
+}
+
+// ---- the detail interface for the layers above ----------------------------------------------
+
+tasklet_impl* create_tasklet(std::size_t size, std::size_t align, tasklet_options&& opts, void** storage) {
+  return scheduler::get().create(size, align, std::move(opts), storage);
+}
+
+void bind_tasklet(tasklet_impl* t, tasklet_entry entry) noexcept { t->entry = entry; }
+
+void discard_tasklet(tasklet_impl* t) noexcept {
+  t->refs = 1;  // drop the caller's handle; discard() drops the scheduler's
+  t->sched->discard(t);
+}
+
+void retain(tasklet_impl* t) noexcept { ++t->refs; }
+
+void release(tasklet_impl* t) noexcept {
+  if (--t->refs == 0) {
+    delete t;
+    return;
+  }
+  if (t->refs == 1 && t->state == tstate::paused && !t->main && !t->watchdog) t->sched->reap_unreachable(t);
+}
+
+tasklet_impl* current_tasklet() noexcept { return scheduler::get().current(); }
+
+void block_current(wait_target& w, void* slot) { scheduler::get().block_current(w, slot); }
+
+void* wait_slot(const tasklet_impl* t) noexcept { return t->slot; }
+
+void wake_now(tasklet_impl* t) { scheduler::get().wake_now(t); }
+
+void wake_later(tasklet_impl* t) noexcept { scheduler::get().wake_later(t); }
+
+bool is_main(const tasklet_impl* t) noexcept { return t->main; }
+
+const void* owner_token() noexcept { return &t_owner_token; }
+
+void check_owner(const void* owner, const char* what) {
+  if (owner != &t_owner_token) [[unlikely]]
+    throw std::logic_error(std::string(what) + " used from a thread other than the one that created it");
+}
+
+}  // namespace twistlet::detail
