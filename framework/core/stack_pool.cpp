@@ -15,6 +15,10 @@
 #include <new>
 #include <string_view>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -166,6 +170,11 @@ stack_region stack_pool::allocate(std::size_t size) {
 }
 
 void stack_pool::release(stack_region r) noexcept {
+#if defined(__SANITIZE_ADDRESS__)
+  // A finished tasklet never returns through its outer frames, so their redzones are still
+  // poisoned; the next tasklet on this stack must start from clean shadow memory.
+  ASAN_UNPOISON_MEMORY_REGION(r.base, r.size);
+#endif
   g_stats.in_use.fetch_sub(1, std::memory_order_relaxed);
   g_stats.pooled.fetch_add(1, std::memory_order_relaxed);
   size_class& c = class_for(r.size);

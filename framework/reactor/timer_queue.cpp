@@ -1,0 +1,230 @@
+// Timer queue: heap with lazy deletion, shared by manual_clock and the reactor.
+#include "reactor/timer_queue.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace twistlet::detail {
+
+void retain(timer_node* n) noexcept { ++n->refs; }
+
+void release(timer_node* n) noexcept {
+  if (--n->refs == 0) delete n;
+}
+
+timer_queue::timer_queue(const reactor_time& clock) : clock_(clock) {}
+
+timer_queue::~timer_queue() {
+  // Detach everything first: destroying a function may run code that touches other calls.
+  std::vector<std::function<void()>> fns;
+  for (auto* list : {&heap_, &held_}) {
+    for (entry& e : *list) {
+      timer_node* n = e.node;
+      if (live(e)) {
+        n->st = timer_node::state::cancelled;
+        fns.push_back(std::move(n->fn));
+        n->fn = nullptr;
+      }
+      n->queue = nullptr;
+    }
+  }
+  std::vector<entry> heap = std::move(heap_);
+  std::vector<entry> held = std::move(held_);
+  fns.clear();
+  for (entry& e : heap) release(e.node);
+  for (entry& e : held) release(e.node);
+}
+
+delayed_call timer_queue::schedule(time_point when, std::function<void()> fn) {
+  auto* n = new timer_node;
+  n->when = when;
+  n->moved_from = when;
+  n->seq = next_seq_++;
+  n->queue = this;
+  n->fn = std::move(fn);
+  n->refs = 2;  // the handle and the heap entry
+  delayed_call handle(n);
+  try {
+    push(entry{when, when, n->seq, n});
+  } catch (...) {
+    n->queue = nullptr;
+    n->st = timer_node::state::cancelled;
+    release(n);
+    throw;
+  }
+  ++active_;
+  ++epoch_;
+  return handle;
+}
+
+void timer_queue::push(entry e) {
+  heap_.push_back(e);
+  e.node->stamp = next_stamp_++;
+  sift_up(heap_.size() - 1);
+}
+
+timer_queue::entry timer_queue::pop() noexcept {
+  entry top = heap_.front();
+  heap_.front() = heap_.back();
+  heap_.pop_back();
+  if (!heap_.empty()) sift_down(0);
+  return top;
+}
+
+void timer_queue::sift_up(std::size_t i) noexcept {
+  const entry e = heap_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 4;
+    if (!before(e, heap_[parent])) break;
+    heap_[i] = heap_[parent];
+    i = parent;
+  }
+  heap_[i] = e;
+}
+
+void timer_queue::sift_down(std::size_t i) noexcept {
+  const entry e = heap_[i];
+  const std::size_t n = heap_.size();
+  for (;;) {
+    const std::size_t first = 4 * i + 1;
+    if (first >= n) break;
+    std::size_t best = first;
+    const std::size_t end = std::min(first + 4, n);
+    for (std::size_t c = first + 1; c < end; ++c)
+      if (before(heap_[c], heap_[best])) best = c;
+    if (!before(heap_[best], e)) break;
+    heap_[i] = heap_[best];
+    i = best;
+  }
+  heap_[i] = e;
+}
+
+bool timer_queue::prune_top() noexcept {
+  while (!heap_.empty() && !live(heap_.front())) {
+    entry e = pop();
+    if (stale_) --stale_;
+    release(e.node);
+  }
+  return !heap_.empty();
+}
+
+void timer_queue::compact() noexcept {
+  auto keep = std::partition(heap_.begin(), heap_.end(), [](const entry& e) { return live(e); });
+  for (auto it = keep; it != heap_.end(); ++it) release(it->node);
+  heap_.erase(keep, heap_.end());
+  for (std::size_t i = heap_.size() / 4 + 1; i-- > 0;)
+    if (i < heap_.size()) sift_down(i);
+  stale_ = 0;
+  for (const entry& e : held_)
+    if (!live(e)) ++stale_;
+}
+
+std::optional<time_point> timer_queue::earliest() {
+  std::optional<time_point> t;
+  if (prune_top()) t = heap_.front().when;
+  for (const entry& e : held_)
+    if (live(e) && (!t || e.when < *t)) t = e.when;
+  return t;
+}
+
+void timer_queue::cancel(timer_node& n) noexcept {
+  n.st = timer_node::state::cancelled;
+  --active_;
+  ++stale_;
+  // Destroyed outside the node: the function's captures may cancel or drop other calls.
+  std::function<void()> fn = std::move(n.fn);
+  n.fn = nullptr;
+  if (stale_ > 1024 && stale_ > heap_.size() / 2) compact();
+}
+
+void timer_queue::move(timer_node& n, time_point when) {
+  // Twisted's Clock re-sorts (stably) before each call and each run, so among calls moved
+  // onto the same instant what counts is where they stood at the last such point.
+  if (n.moved_epoch != epoch_) {
+    n.moved_from = n.when;
+    n.moved_epoch = epoch_;
+  }
+  n.when = when;
+  ++stale_;
+  retain(&n);
+  try {
+    push(entry{when, n.moved_from, n.seq, &n});
+  } catch (...) {
+    // Without its new entry the call could never run: treat it as cancelled.
+    release(&n);
+    cancel(n);
+    throw;
+  }
+  if (stale_ > 1024 && stale_ > heap_.size() / 2) compact();
+}
+
+void timer_queue::invoke(entry e) {
+  struct drop {
+    timer_node* n;
+    ~drop() { release(n); }
+  } guard{e.node};
+  timer_node& n = *e.node;
+  n.st = timer_node::state::called;
+  --active_;
+  std::function<void()> fn = std::move(n.fn);
+  n.fn = nullptr;
+  fn();
+}
+
+std::size_t timer_queue::run_due() {
+  std::size_t count = 0;
+  while (prune_top() && heap_.front().when <= clock_.now()) {
+    ++epoch_;
+    invoke(pop());
+    ++count;
+  }
+  return count;
+}
+
+std::size_t timer_queue::run_pass(time_point now) {
+  // Entries pushed from here on (new calls, moved calls) belong to the next pass.
+  const std::uint64_t limit = next_stamp_;
+  std::size_t count = 0;
+  while (prune_top() && heap_.front().when <= now) {
+    entry e = pop();
+    if (e.node->stamp >= limit) {
+      held_.push_back(e);
+      continue;
+    }
+    ++epoch_;
+    ++count;
+    try {
+      invoke(e);
+    } catch (...) {
+      report_unhandled_error(failure(std::current_exception()));
+    }
+  }
+  for (entry& e : held_) {
+    heap_.push_back(e);
+    sift_up(heap_.size() - 1);
+  }
+  held_.clear();
+  return count;
+}
+
+std::vector<delayed_call> timer_queue::pending() const {
+  std::vector<entry> live_entries;
+  live_entries.reserve(active_);
+  for (auto* list : {&heap_, &held_})
+    for (const entry& e : *list)
+      if (live(e)) live_entries.push_back(e);
+  std::sort(live_entries.begin(), live_entries.end(), before);
+  // A call moved away and back has two identical live entries; list it once.
+  live_entries.erase(std::unique(live_entries.begin(), live_entries.end(),
+                                 [](const entry& a, const entry& b) { return a.node == b.node; }),
+                     live_entries.end());
+  std::vector<delayed_call> calls;
+  calls.reserve(live_entries.size());
+  for (const entry& e : live_entries) {
+    retain(e.node);
+    calls.push_back(delayed_call(e.node));
+  }
+  return calls;
+}
+
+}  // namespace twistlet::detail
