@@ -184,6 +184,16 @@ std::size_t timer_queue::run_due() {
 std::size_t timer_queue::run_pass(time_point now) {
   // Entries pushed from here on (new calls, moved calls) belong to the next pass.
   const std::uint64_t limit = next_stamp_;
+  struct restore_held {
+    timer_queue& q;
+    ~restore_held() {
+      for (entry& e : q.held_) {
+        q.heap_.push_back(e);
+        q.sift_up(q.heap_.size() - 1);
+      }
+      q.held_.clear();
+    }
+  } restore{*this};
   std::size_t count = 0;
   while (prune_top() && heap_.front().when <= now) {
     entry e = pop();
@@ -195,15 +205,12 @@ std::size_t timer_queue::run_pass(time_point now) {
     ++count;
     try {
       invoke(e);
+    } catch (const tasklet_exit&) {
+      throw;  // the reactor tasklet is being killed: leave the rest for a later pass
     } catch (...) {
       report_unhandled_error(failure(std::current_exception()));
     }
   }
-  for (entry& e : held_) {
-    heap_.push_back(e);
-    sift_up(heap_.size() - 1);
-  }
-  held_.clear();
   return count;
 }
 

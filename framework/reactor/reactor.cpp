@@ -1,0 +1,341 @@
+#include <twistlet/reactor.hpp>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "reactor/timer_queue.hpp"
+
+namespace twistlet {
+namespace detail {
+
+namespace {
+thread_local reactor* t_reactor = nullptr;
+}
+
+class reactor_impl {
+ public:
+  reactor_impl(reactor& owner, reactor_options opts)
+      : owner_(owner), opts_(opts), io_(1), timers_(owner), wake_timer_(io_), owner_token_(owner_token()) {}
+
+  ~reactor_impl() {
+    {
+      std::lock_guard lock(pool_mutex_);
+      pool_stopping_ = true;
+      // Jobs not started are dropped here, on the reactor's thread, with what they own.
+      pool_jobs_.clear();
+    }
+    pool_cv_.notify_all();
+    for (auto& t : pool_threads_) t.join();
+    std::lock_guard lock(incoming_mutex_);
+    incoming_.clear();
+  }
+
+  void loop();
+  std::size_t run_io(bool wait);
+  void arm(time_point deadline);
+  void disarm();
+  void drain_incoming();
+  void tick();
+  void pool_worker();
+
+  reactor& owner_;
+  reactor_options opts_;
+  asio::io_context io_;
+  timer_queue timers_;
+  asio::steady_timer wake_timer_;
+  std::optional<time_point> armed_;
+  std::uint64_t arm_generation_ = 0;
+  const void* owner_token_;
+
+  std::mutex incoming_mutex_;
+  std::vector<unique_task> incoming_;
+  std::vector<unique_task> batch_;
+  std::atomic<bool> has_incoming_{false};
+  bool wake_posted_ = false;
+
+  std::mutex pool_mutex_;
+  std::condition_variable pool_cv_;
+  std::deque<unique_task> pool_jobs_;
+  std::vector<std::thread> pool_threads_;
+  bool pool_stopping_ = false;
+
+  bool running_ = false;
+  bool stopping_ = false;
+  tasklet tasklet_;
+  const std::function<bool()>* until_ = nullptr;
+  bool until_stalled_ = false;
+  delayed_call interval_call_;
+};
+
+void reactor_impl::arm(time_point deadline) {
+  if (armed_ && *armed_ == deadline) return;
+  armed_ = deadline;
+  const std::uint64_t generation = ++arm_generation_;
+  wake_timer_.expires_at(std::chrono::steady_clock::time_point(deadline.time_since_epoch()));
+  wake_timer_.async_wait([this, generation](const asio::error_code&) {
+    if (generation == arm_generation_) armed_.reset();
+  });
+}
+
+void reactor_impl::disarm() {
+  if (!armed_) return;
+  armed_.reset();
+  ++arm_generation_;
+  wake_timer_.cancel();
+}
+
+void reactor_impl::drain_incoming() {
+  if (!has_incoming_.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard lock(incoming_mutex_);
+    batch_.swap(incoming_);
+    has_incoming_.store(false, std::memory_order_relaxed);
+    wake_posted_ = false;
+  }
+  // Only the calls present when draining began run now; later ones wait for the next pass.
+  std::size_t i = 0;
+  try {
+    for (; i < batch_.size(); ++i) {
+      unique_task task = std::move(batch_[i]);
+      try {
+        task();
+      } catch (const tasklet_exit&) {
+        throw;
+      } catch (...) {
+        report_unhandled_error(failure(std::current_exception()));
+      }
+    }
+  } catch (...) {
+    // The reactor tasklet is being killed: the calls not yet run go back to the queue front.
+    std::lock_guard lock(incoming_mutex_);
+    incoming_.insert(incoming_.begin(), std::make_move_iterator(batch_.begin() + static_cast<std::ptrdiff_t>(i + 1)),
+                     std::make_move_iterator(batch_.end()));
+    if (!incoming_.empty()) has_incoming_.store(true, std::memory_order_relaxed);
+    batch_.clear();
+    throw;
+  }
+  batch_.clear();
+}
+
+std::size_t reactor_impl::run_io(bool wait) {
+  // Like timers, an I/O handler that throws is reported and the loop goes on; only a kill of
+  // the reactor tasklet passes through.
+  for (;;) {
+    try {
+      const std::size_t n = wait ? io_.run_one() : io_.poll();
+      if (!wait && io_.stopped()) io_.restart();
+      return n;
+    } catch (const tasklet_exit&) {
+      throw;
+    } catch (...) {
+      report_unhandled_error(failure(std::current_exception()));
+      if (wait) return 1;
+    }
+  }
+}
+
+void reactor_impl::tick() {
+  interval_call_ = timers_.schedule(owner_.now() + opts_.schedule_interval, [this] {
+    tick();
+    twistlet::schedule();
+  });
+}
+
+void reactor_impl::loop() {
+  if (opts_.schedule_interval > duration::zero() && !until_) tick();
+  while (!stopping_) {
+    drain_incoming();
+    timers_.run_pass(owner_.now());
+    if (stopping_ || (until_ && (*until_)())) break;
+    if (getruncount() > 1) {
+      // Others are runnable: look at I/O without waiting, then give each of them a turn.
+      run_io(false);
+      twistlet::schedule();
+      continue;
+    }
+    std::optional<time_point> next = timers_.earliest();
+    if (next && *next <= owner_.now()) {
+      // Already due: a kernel timer would only add a system call and its latency.
+      run_io(false);
+      continue;
+    }
+    if (next)
+      arm(*next);
+    else
+      disarm();
+    if (run_io(true) == 0) {
+      // Asio had no work at all: no I/O pending, no timer armed, nothing posted, no pool job,
+      // no keep_alive token. In run() our work guard rules this out; in run_until() it means
+      // nothing can ever make progress.
+      io_.restart();
+      if (until_) {
+        until_stalled_ = true;
+        break;
+      }
+    }
+  }
+  if (interval_call_.active()) interval_call_.cancel();
+  disarm();
+}
+
+void reactor_impl::pool_worker() {
+  for (;;) {
+    unique_task job;
+    {
+      std::unique_lock lock(pool_mutex_);
+      pool_cv_.wait(lock, [this] { return pool_stopping_ || !pool_jobs_.empty(); });
+      if (pool_jobs_.empty()) return;
+      job = std::move(pool_jobs_.front());
+      pool_jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+}  // namespace detail
+
+reactor::reactor() : reactor(reactor_options{}) {}
+
+reactor::reactor(reactor_options opts) {
+  if (detail::t_reactor) throw std::logic_error("reactor: this thread already has a reactor");
+  impl_ = std::make_unique<detail::reactor_impl>(*this, opts);
+  detail::t_reactor = this;
+}
+
+reactor::~reactor() {
+  impl_.reset();
+  if (detail::t_reactor == this) detail::t_reactor = nullptr;
+}
+
+asio::io_context& reactor::context() noexcept { return impl_->io_; }
+
+time_point reactor::now() const {
+  return std::chrono::time_point_cast<duration>(std::chrono::steady_clock::now());
+}
+
+delayed_call reactor::call_later(duration delay, std::function<void()> fn) {
+  TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::call_later: the reactor");
+  if (delay < duration::zero()) throw std::invalid_argument("reactor::call_later: negative delay");
+  if (!fn) throw std::invalid_argument("reactor::call_later: empty function");
+  return impl_->timers_.schedule(now() + delay, std::move(fn));
+}
+
+void reactor::call_from_thread(std::function<void()> fn) {
+  if (!fn) throw std::invalid_argument("reactor::call_from_thread: empty function");
+  post_from_thread(std::move(fn));
+}
+
+void reactor::post_from_thread(detail::unique_task task) {
+  bool wake;
+  {
+    std::lock_guard lock(impl_->incoming_mutex_);
+    impl_->incoming_.push_back(std::move(task));
+    impl_->has_incoming_.store(true, std::memory_order_release);
+    wake = !impl_->wake_posted_;
+    impl_->wake_posted_ = true;
+  }
+  // One wake-up per batch: the loop drains everything queued when it wakes.
+  if (wake) asio::post(impl_->io_, [] {});
+}
+
+void reactor::post_to_pool(detail::unique_task job) {
+  detail::reactor_impl& impl = *impl_;
+  // The work guard keeps run_until() from declaring a deadlock while the job may still
+  // post its result back.
+  auto guarded = [work = asio::make_work_guard(impl.io_), job = std::move(job), this]() mutable {
+    try {
+      job();
+    } catch (...) {
+      post_from_thread([e = std::current_exception()] { report_unhandled_error(failure(e)); });
+    }
+  };
+  {
+    std::lock_guard lock(impl.pool_mutex_);
+    if (impl.pool_threads_.empty()) {
+      const std::size_t n = std::max<std::size_t>(1, impl.opts_.thread_pool_size);
+      for (std::size_t i = 0; i < n; ++i) impl.pool_threads_.emplace_back([&impl] { impl.pool_worker(); });
+    }
+    impl.pool_jobs_.push_back(std::move(guarded));
+  }
+  impl.pool_cv_.notify_one();
+}
+
+void reactor::run() {
+  TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::run: the reactor");
+  detail::reactor_impl& impl = *impl_;
+  if (impl.running_) throw std::logic_error("reactor::run: the reactor is already running");
+  impl.running_ = true;
+  impl.stopping_ = false;
+  if (impl.io_.stopped()) impl.io_.restart();  // Asio stops itself whenever it runs out of work
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  if (!impl.until_) work.emplace(asio::make_work_guard(impl.io_));
+  impl.tasklet_ = tasklet::spawn([&impl] { impl.loop(); }, {.name = "reactor"});
+  try {
+    // The caller is the watchdog: this returns once the reactor tasklet has ended and the
+    // tasklets it left runnable have had their turns.
+    twistlet::run();
+  } catch (...) {
+    impl.stopping_ = true;
+    tasklet reactor_tasklet = std::move(impl.tasklet_);
+    impl.running_ = false;
+    if (reactor_tasklet.alive()) {
+      try {
+        reactor_tasklet.kill();
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+  impl.tasklet_ = tasklet();
+  impl.running_ = false;
+}
+
+void reactor::run_until(const std::function<bool()>& done) {
+  detail::reactor_impl& impl = *impl_;
+  if (done()) return;
+  if (impl.running_) throw std::logic_error("reactor::run_until: the reactor is already running");
+  impl.until_ = &done;
+  impl.until_stalled_ = false;
+  struct reset_until {
+    detail::reactor_impl& impl;
+    ~reset_until() { impl.until_ = nullptr; }
+  } reset{impl};
+  run();
+  if (impl.until_stalled_ && !done())
+    throw deadlock_error(
+        "deadlock: the main tasklet waits for a result that nothing can deliver: no tasklet is runnable and the "
+        "reactor has no timer, I/O, thread-pool job or keep_alive token");
+}
+
+void reactor::stop() {
+  TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::stop: the reactor");
+  if (impl_->running_) impl_->stopping_ = true;
+}
+
+bool reactor::running() const noexcept { return impl_->running_; }
+
+tasklet reactor::reactor_tasklet() const noexcept { return impl_->running_ ? impl_->tasklet_ : tasklet(); }
+
+bool reactor::in_reactor_tasklet() const noexcept {
+  return impl_->running_ && impl_->tasklet_.impl() == detail::current_tasklet();
+}
+
+reactor* reactor::current() noexcept { return detail::t_reactor; }
+
+reactor::keep_alive::keep_alive(reactor& r)
+    : guard_(std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
+          asio::make_work_guard(r.context()))) {}
+
+reactor::keep_alive::keep_alive(keep_alive&& other) noexcept = default;
+
+reactor::keep_alive::~keep_alive() = default;
+
+}  // namespace twistlet

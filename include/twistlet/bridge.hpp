@@ -1,0 +1,280 @@
+// twistlet bridge layer: sequential code over the reactor. A tasklet blocks on a deferred
+// (block_on) while the reactor tasklet keeps serving everyone else; functions become tasklets
+// whose results are deferreds (deferred_tasklet) or plain values (blocking_tasklet).
+#pragma once
+
+#include <twistlet/deferred.hpp>
+#include <twistlet/reactor.hpp>
+#include <twistlet/tasklet.hpp>
+#include <twistlet/time.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace twistlet {
+
+namespace detail {
+
+/// Throws reactor_blocked_error naming `what` if the caller is this thread's reactor tasklet.
+void check_may_block(const char* what);
+
+/// Where block_on's waiter and the deferred's consumer meet. Shared (and reference counted)
+/// because either side may go first: the waiter can be killed before the result arrives.
+template <class T>
+struct block_mailbox {
+  std::uint32_t refs = 0;
+  bool waiting = true;              // someone still wants the result
+  bool cancelled_by_waiter = false; // the waiter left and cancelled the deferred
+  tasklet_impl* blocked = nullptr;  // the tasklet blocked in block_current, if any
+  std::optional<outcome<T>> result;
+
+};
+
+/// An owning reference to a block_mailbox.
+template <class T>
+class mailbox_ref {
+ public:
+  explicit mailbox_ref(block_mailbox<T>* m) noexcept : m_(m) { ++m_->refs; }
+  mailbox_ref(const mailbox_ref& o) noexcept : m_(o.m_) { ++m_->refs; }
+  mailbox_ref& operator=(const mailbox_ref&) = delete;
+  ~mailbox_ref() {
+    if (--m_->refs == 0) delete m_;
+  }
+  block_mailbox<T>* operator->() const noexcept { return m_; }
+  block_mailbox<T>* get() const noexcept { return m_; }
+
+ private:
+  block_mailbox<T>* m_;
+};
+
+/// Reports a failure that reached block_on after its waiter left, unless it is the
+/// cancelled_error the waiter's own cancel() produced.
+void report_orphaned(const failure& f, bool cancelled_by_waiter) noexcept;
+
+/// The wait_target of a tasklet blocked in block_on.
+class deferred_wait final : public wait_target {
+ public:
+  explicit deferred_wait(bool* waiting, tasklet_impl** blocked) noexcept : waiting_(waiting), blocked_(blocked) {}
+  void abandon(tasklet_impl*) noexcept override {
+    *waiting_ = false;
+    *blocked_ = nullptr;
+  }
+  std::string describe() const override { return "a deferred (block_on)"; }
+
+ private:
+  bool* waiting_;
+  tasklet_impl** blocked_;
+};
+
+/// block_on from the main tasklet outside reactor::run(): drives the reactor until `done`.
+void drive_reactor_until(reactor& r, const std::function<bool()>& done);
+
+template <class T>
+T take_result(std::optional<outcome<T>>& result) {
+  if constexpr (std::is_void_v<T>) {
+    result->value();
+  } else {
+    return std::move(*result).value();
+  }
+}
+
+template <class D>
+struct deferred_value;
+template <class U>
+struct deferred_value<deferred<U>> {
+  using type = U;
+};
+template <class R>
+using tasklet_result_t = typename std::conditional_t<is_deferred_v<R>, deferred_value<R>, std::type_identity<R>>::type;
+
+}  // namespace detail
+
+/// Blocks the calling tasklet until `d` fires, then returns its value or throws its failure's
+/// original exception. The reactor and other tasklets run meanwhile.
+///
+/// - Already fired: returns (or throws) at once, with no tasklet switch.
+/// - The waiter resumes as soon as the chain reaches it, before the firing tasklet's
+///   callback() returns; the firing tasklet goes to the back of the run queue.
+/// - Consumes `d`: the result moves to the caller. A second block_on on the same chain, or a
+///   callback added afterwards, throws std::logic_error.
+/// - Killing the waiter raises tasklet_exit here and cancels `d` (the resulting
+///   cancelled_error is not reported). A firing tasklet never blocks because its waiter died.
+/// - From the main tasklet outside reactor::run(), drives the scheduler and the thread's
+///   reactor until `d` fires.
+///
+/// Errors: reactor_blocked_error in the reactor tasklet (nothing is attached to `d`);
+/// deadlock_error if nothing can ever fire `d`; std::logic_error if `d` is consumed, handed
+/// over, or running a callback in this very tasklet (it would wait on itself).
+template <class T>
+T block_on(deferred<T> d) {
+  detail::check_may_block("block_on");
+  if (d.has_result()) {
+    std::optional<outcome<T>> result;
+    d.consume([&result](outcome<T>&& o) { result.emplace(std::move(o)); });
+    return detail::take_result<T>(result);
+  }
+  if (d.chain_running_here())
+    throw std::logic_error("block_on: the deferred is running a callback in this tasklet; it would wait on itself");
+  const detail::mailbox_ref<T> box(new detail::block_mailbox<T>);
+  try {
+    d.consume([box](outcome<T>&& o) {
+      if (!box->waiting) {
+        if (!o.has_value()) detail::report_orphaned(o.error(), box->cancelled_by_waiter);
+        return;
+      }
+      box->waiting = false;
+      box->result.emplace(std::move(o));
+      if (detail::tasklet_impl* w = std::exchange(box->blocked, nullptr)) detail::wake_now(w);
+    });
+  } catch (...) {
+    box->waiting = false;
+    throw;
+  }
+  try {
+    detail::tasklet_impl* self = detail::current_tasklet();
+    reactor* r = reactor::current();
+    if (detail::is_main(self) && r && !r->running()) {
+      detail::drive_reactor_until(*r, [m = box.get()] { return !m->waiting; });
+    } else {
+      box->blocked = self;
+      detail::deferred_wait wait(&box->waiting, &box->blocked);
+      detail::block_current(wait);
+    }
+  } catch (...) {
+    if (box->waiting || !box->result) {
+      // We leave before the result came: what we waited on is no longer wanted.
+      box->waiting = false;
+      box->blocked = nullptr;
+      box->cancelled_by_waiter = true;
+      d.cancel();
+    }
+    throw;
+  }
+  return detail::take_result<T>(box->result);
+}
+
+/// Wraps `fn` so that each call `(args...)` starts a new tasklet running `fn(args...)` (the
+/// arguments and `fn` are copied into it) and returns a deferred of its result: fn's value,
+/// or what the deferred fn returns fires with. The tasklet starts at once with run()
+/// semantics: if `fn` never blocks, the deferred has fired when the call returns.
+///
+/// - An exception from `fn` errbacks the deferred; exceptions never escape the tasklet.
+/// - If the tasklet is killed (tasklet_exit escapes `fn`), the deferred errbacks
+///   tasklet_killed_error, which is never reported as unhandled.
+/// - cancel() on the deferred kills the tasklet (or cancels the deferred `fn` returned).
+template <class F>
+auto deferred_tasklet(F&& fn);
+/// deferred_tasklet() whose tasklets are created with `opts` (a name for introspection, a
+/// stack size).
+template <class F>
+auto deferred_tasklet(F&& fn, tasklet_options opts);
+
+/// Wraps `fn` so that each call `(args...)` runs it in a new tasklet and blocks the caller
+/// until it returns: `block_on(deferred_tasklet(fn)(args...))`. If `fn` does not block, the
+/// call returns without a switch.
+/// Errors: reactor_blocked_error in the reactor tasklet, before `fn` starts; whatever `fn`
+/// throws; tasklet_killed_error if the new tasklet is killed.
+template <class F>
+auto blocking_tasklet(F&& fn);
+/// blocking_tasklet() whose tasklets are created with `opts`.
+template <class F>
+auto blocking_tasklet(F&& fn, tasklet_options opts);
+
+/// Blocks the current tasklet for `d` on this thread's reactor (in the main tasklet outside
+/// reactor::run(), runs the reactor meanwhile).
+/// Errors: reactor_blocked_error in the reactor tasklet; std::logic_error if this thread has
+/// no reactor; tasklet_exit if killed meanwhile (the timer is cancelled).
+void sleep(duration d);
+
+// ---- implementation ------------------------------------------------------------------------
+
+namespace detail {
+
+template <class R, class Fn, class Args>
+deferred<R> start_deferred_tasklet(Fn fn, Args args, tasklet_options opts) {
+  using raw = decltype(std::apply(fn, args));
+  // Shared between the canceller and the tasklet: the tasklet to kill, or once fn has
+  // returned a deferred, that deferred to cancel instead.
+  struct control {
+    tasklet task;
+    std::optional<deferred<R>> inner;
+  };
+  auto ctl = std::make_shared<control>();
+  deferred<R> d([ctl](deferred<R>&) {
+    if (ctl->task.alive()) {
+      ctl->task.kill();
+    } else if (ctl->inner) {
+      deferred<R> inner = *ctl->inner;
+      inner.cancel();
+    }
+  });
+  ctl->task = tasklet(
+      [d, fn = std::move(fn), args = std::move(args), weak = std::weak_ptr<control>(ctl)]() mutable {
+        try {
+          if constexpr (is_deferred_v<raw>) {
+            deferred<R> inner = std::apply(fn, args);
+            if (auto c = weak.lock()) c->inner = inner;
+            inner.consume([d](outcome<R>&& o) mutable {
+              if (!o.has_value())
+                d.errback(o.error());
+              else if constexpr (std::is_void_v<R>)
+                d.callback();
+              else
+                d.callback(std::move(o).value());
+            });
+          } else if constexpr (std::is_void_v<R>) {
+            std::apply(fn, args);
+            d.callback();
+          } else {
+            d.callback(std::apply(fn, args));
+          }
+        } catch (const tasklet_exit&) {
+          if (!d.called()) d.errback(failure::make(tasklet_killed_error("the tasklet computing this deferred was killed")));
+          throw;
+        } catch (...) {
+          if (!d.called()) d.errback(std::current_exception());
+        }
+      },
+      std::move(opts));
+  tasklet t = ctl->task;
+  t.run();
+  return d;
+}
+
+}  // namespace detail
+
+template <class F>
+auto deferred_tasklet(F&& fn, tasklet_options opts) {
+  return [fn = std::forward<F>(fn), opts = std::move(opts)](auto&&... args) {
+    using raw = std::invoke_result_t<std::decay_t<F>&, std::decay_t<decltype(args)>&...>;
+    using R = detail::tasklet_result_t<raw>;
+    return detail::start_deferred_tasklet<R>(fn, std::make_tuple(std::forward<decltype(args)>(args)...), opts);
+  };
+}
+
+template <class F>
+auto deferred_tasklet(F&& fn) {
+  return deferred_tasklet(std::forward<F>(fn), tasklet_options{});
+}
+
+template <class F>
+auto blocking_tasklet(F&& fn, tasklet_options opts) {
+  return [start = deferred_tasklet(std::forward<F>(fn), std::move(opts))](auto&&... args) {
+    detail::check_may_block("blocking_tasklet");
+    return block_on(start(std::forward<decltype(args)>(args)...));
+  };
+}
+
+}  // namespace twistlet
+
+namespace twistlet {
+template <class F>
+auto blocking_tasklet(F&& fn) {
+  return blocking_tasklet(std::forward<F>(fn), tasklet_options{});
+}
+}  // namespace twistlet
