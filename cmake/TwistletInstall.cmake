@@ -25,6 +25,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/twistletConfigVersion.cma
 install(FILES ${PROJECT_BINARY_DIR}/twistletConfig.cmake ${PROJECT_BINARY_DIR}/twistletConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/twistlet)
 
+# The .pc files locate the prefix relative to themselves, so an installed tree can be moved.
+file(RELATIVE_PATH TWISTLET_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/twistlet.pc.in ${PROJECT_BINARY_DIR}/twistlet.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/twistlet.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 if(TARGET twistlet_actor)
