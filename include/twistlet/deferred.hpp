@@ -44,12 +44,14 @@ class deferred;
 /// callback()/errback() on a deferred that has already fired.
 struct already_called_error : std::logic_error {
   using std::logic_error::logic_error;
+  /// With the standard message.
   already_called_error() : std::logic_error("deferred already fired") {}
 };
 
 /// The result of a cancelled deferred.
 struct cancelled_error : std::runtime_error {
   using std::runtime_error::runtime_error;
+  /// With the standard message.
   cancelled_error() : std::runtime_error("deferred was cancelled") {}
 };
 
@@ -57,6 +59,7 @@ struct cancelled_error : std::runtime_error {
 /// reported as an unhandled error.
 struct tasklet_killed_error : cancelled_error {
   using cancelled_error::cancelled_error;
+  /// With the standard message.
   tasklet_killed_error() : cancelled_error("the tasklet computing the deferred was killed") {}
 };
 
@@ -558,6 +561,7 @@ class deferred {
   using arg_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
  public:
+  /// The chain's result type when this handle was made.
   using value_type = T;
 
   /// An unfired deferred (a new chain).
@@ -570,15 +574,18 @@ class deferred {
       s_->canceller = new detail::canceller_box<T, std::function<void(deferred<T>&)>>(std::move(canceller));
   }
 
+  /// Another handle to the same chain.
   deferred(const deferred& o) noexcept : s_(o.s_) {
     if (s_) ++s_->refs;
   }
   /// Leaves `o` empty: every operation on an empty handle throws std::logic_error.
   deferred(deferred&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  /// Makes this a handle to `o`'s chain.
   deferred& operator=(const deferred& o) noexcept {
     deferred(o).swap(*this);
     return *this;
   }
+  /// Takes over `o`'s chain, leaving `o` empty.
   deferred& operator=(deferred&& o) noexcept {
     deferred(std::move(o)).swap(*this);
     return *this;
@@ -586,12 +593,13 @@ class deferred {
   ~deferred() {
     if (s_) detail::release(s_);
   }
+  /// Exchanges the chains the two handles refer to.
   void swap(deferred& o) noexcept { std::swap(s_, o.s_); }
 
   /// Both handles refer to the same chain.
   friend bool operator==(const deferred& a, const deferred& b) noexcept { return a.s_ == b.s_; }
 
-  /// Fires the chain with `value` (callback() for deferred<void>).
+  /// Fires the chain with `value` (callback() for `deferred<void>`).
   /// Throws already_called_error if it fired before (except the one call swallowed after a
   /// cancel() without canceller); std::logic_error if the chain's first stage does not take a
   /// T (a stale handle) or the handle is empty, or (TWISTLET_CHECKS) if used from another
@@ -604,6 +612,7 @@ class deferred {
     s->result.template emplace<T>(std::move(value));
     detail::finish_fire(*s);
   }
+  /// Fires the chain of a `deferred<void>`. Throws as callback(value).
   void callback()
     requires std::is_void_v<T>
   {
@@ -625,8 +634,8 @@ class deferred {
   /// Throws std::invalid_argument if `e` is null; otherwise as errback(failure).
   void errback(std::exception_ptr e) { errback(failure(std::move(e))); }
 
-  /// Appends a stage that runs on success: `f(T)` (or `f()`) returning U, void, deferred<U>
-  /// (the chain waits for it) or outcome<U>. Failures pass by. Returns deferred<U> (the same
+  /// Appends a stage that runs on success: `f(T)` (or `f()`) returning U, void, `deferred<U>`
+  /// (the chain waits for it) or `outcome<U>`. Failures pass by. Returns `deferred<U>` (the same
   /// chain). Runs at once if the chain has its result and is not running or paused.
   /// Throws std::logic_error if T is not the chain's current result type (a stale handle), if
   /// the chain is consumed or was handed over to an outer deferred, or for an empty handle.
@@ -638,8 +647,8 @@ class deferred {
   }
 
   /// Appends a stage that runs on failure: `f(const failure&)` returning T (void for
-  /// deferred<void>), deferred<T> or outcome<T>; to stay failed, throw (for instance
-  /// `f.raise()` or `f.trap<E>()`). Values pass by. Returns deferred<T>.
+  /// `deferred<void>`), `deferred<T>` or `outcome<T>`; to stay failed, throw (for instance
+  /// `f.raise()` or `f.trap<E>()`). Values pass by. Returns `deferred<T>`.
   /// Throws as add_callback().
   template <class F>
   deferred<T> add_errback(F&& f) {
@@ -653,7 +662,7 @@ class deferred {
   }
 
   /// Appends a stage that runs on either track: `f(outcome<T>)` returning U, void,
-  /// deferred<U> or outcome<U>. Returns deferred<U>.
+  /// `deferred<U>` or `outcome<U>`. Returns `deferred<U>`.
   /// Throws as add_callback().
   template <class F>
   auto add_both(F&& f) {
@@ -664,7 +673,7 @@ class deferred {
   }
 
   /// Appends one stage with a success function (as add_callback) and a failure function (as
-  /// add_errback) returning the same type; only one of them runs. Returns deferred<U>.
+  /// add_errback) returning the same type; only one of them runs. Returns `deferred<U>`.
   /// Throws as add_callback().
   template <class F, class G>
   auto add_callbacks(F&& on_value, G&& on_failure) {
@@ -865,14 +874,14 @@ deferred<std::decay_t<T>> succeed(T&& value) {
   return d;
 }
 
-/// A deferred<void> that has already fired.
+/// A `deferred<void>` that has already fired.
 inline deferred<void> succeed() {
   deferred<void> d;
   d.callback();
   return d;
 }
 
-/// A deferred<T> that has already failed with `f`.
+/// A `deferred<T>` that has already failed with `f`.
 template <class T = void>
 deferred<T> fail(failure f) {
   deferred<T> d;
@@ -880,7 +889,7 @@ deferred<T> fail(failure f) {
   return d;
 }
 
-/// Calls `f(args...)` now and returns its result as a deferred<R>: a deferred that `f`
+/// Calls `f(args...)` now and returns its result as a `deferred<R>`: a deferred that `f`
 /// returns is passed through as itself; a value (or void, or outcome) becomes a fired
 /// deferred; an exception becomes a failed one.
 template <class F, class... A>

@@ -108,6 +108,7 @@ class outcome {
 
   /// Whether it holds a value.
   bool has_value() const noexcept { return v_.index() == 0; }
+  /// has_value().
   explicit operator bool() const noexcept { return has_value(); }
 
   /// The value.
@@ -116,10 +117,12 @@ class outcome {
     if (!has_value()) std::get<1>(v_).raise();
     return std::get<0>(v_);
   }
+  /// The value. Throws the failure's original exception if it holds a failure.
   const T& value() const& {
     if (!has_value()) std::get<1>(v_).raise();
     return std::get<0>(v_);
   }
+  /// The value, moved out. Throws the failure's original exception if it holds a failure.
   T&& value() && { return std::move(value()); }
 
   /// The failure.
@@ -144,6 +147,7 @@ class outcome<void> {
 
   /// Whether it is a success.
   bool has_value() const noexcept { return !f_.has_value(); }
+  /// has_value().
   explicit operator bool() const noexcept { return has_value(); }
 
   /// Returns on success.

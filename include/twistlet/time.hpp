@@ -49,9 +49,13 @@ class delayed_call {
  public:
   /// An empty handle.
   delayed_call() noexcept = default;
+  /// Another handle to the same call.
   delayed_call(const delayed_call& o) noexcept;
+  /// Takes over `o`'s call, leaving `o` empty.
   delayed_call(delayed_call&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  /// Makes this a handle to `o`'s call.
   delayed_call& operator=(const delayed_call& o) noexcept;
+  /// Takes over `o`'s call, leaving `o` empty.
   delayed_call& operator=(delayed_call&& o) noexcept;
   ~delayed_call();
 
@@ -145,7 +149,9 @@ class looping_call {
     return looping_call(clock, wrap_counted(std::forward<F>(fn)), true);
   }
 
+  /// Takes over a looping_call; the moved-from one can no longer start.
   looping_call(looping_call&&) noexcept;
+  /// Takes over a looping_call, stopping this one first if it runs.
   looping_call& operator=(looping_call&&) noexcept;
   ~looping_call();
 
