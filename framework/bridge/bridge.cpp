@@ -3,12 +3,30 @@
 namespace twistlet {
 namespace detail {
 
+namespace {
+[[noreturn]] void throw_reactor_blocked(const char* what) {
+  throw reactor_blocked_error(std::string(what) +
+                              ": called in the reactor tasklet, which must never block (nothing would be left to "
+                              "wake it); start a tasklet with deferred_tasklet() instead");
+}
+}  // namespace
+
 void check_may_block(const char* what) {
   reactor* r = reactor::current();
   if (r && r->in_reactor_tasklet()) [[unlikely]]
-    throw reactor_blocked_error(std::string(what) +
-                                ": called in the reactor tasklet, which must never block (nothing would be left to "
-                                "wake it); start a tasklet with deferred_tasklet() instead");
+    throw_reactor_blocked(what);
+}
+
+block_context prepare_block(const char* what) {
+  tasklet_impl* self = current_tasklet();
+  reactor* r = reactor::current();
+  if (!r) return {self, nullptr};
+  if (r->running()) {
+    if (r->in_reactor_tasklet()) [[unlikely]]
+      throw_reactor_blocked(what);
+    return {self, nullptr};
+  }
+  return {self, is_main(self) ? r : nullptr};
 }
 
 void report_orphaned(const failure& f, bool cancelled_by_waiter) noexcept {

@@ -26,6 +26,14 @@ class reactor_impl {
       : owner_(owner), opts_(opts), io_(1), timers_(owner), wake_timer_(io_), owner_token_(owner_token()) {}
 
   ~reactor_impl() {
+    stop_pool();
+    std::lock_guard lock(incoming_mutex_);
+    incoming_.clear();
+  }
+
+  // Must finish while the owning reactor is still usable: a job that is running posts its
+  // result back through reactor::post_from_thread().
+  void stop_pool() noexcept {
     {
       std::lock_guard lock(pool_mutex_);
       pool_stopping_ = true;
@@ -34,15 +42,21 @@ class reactor_impl {
     }
     pool_cv_.notify_all();
     for (auto& t : pool_threads_) t.join();
-    std::lock_guard lock(incoming_mutex_);
-    incoming_.clear();
+    pool_threads_.clear();
   }
 
   void loop();
   std::size_t run_io(bool wait);
+  bool poll_io(time_point now);
+  time_point read_clock() noexcept {
+    const time_point t = std::chrono::time_point_cast<duration>(std::chrono::steady_clock::now());
+    latest_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    return t;
+  }
+  time_point latest() const noexcept { return time_point(duration(latest_.load(std::memory_order_relaxed))); }
   void arm(time_point deadline);
   void disarm();
-  void drain_incoming();
+  bool drain_incoming();
   void tick();
   void pool_worker();
 
@@ -66,6 +80,15 @@ class reactor_impl {
   std::deque<unique_task> pool_jobs_;
   std::vector<std::thread> pool_threads_;
   bool pool_stopping_ = false;
+
+  // The latest steady_clock reading taken through reactor::now(), from any thread. Any
+  // reading is a lower bound of the present, so a timer due by it is due: the loop consults
+  // the clock itself only when this cannot tell. (A call_later(0) has just read the clock.)
+  std::atomic<duration::rep> latest_{0};
+  // While the loop stays busy, Asio is polled (a system call) only every so many passes or
+  // so much time; see poll_io().
+  std::uint32_t passes_since_poll_ = 0;
+  time_point last_poll_{};
 
   bool running_ = false;
   bool stopping_ = false;
@@ -92,8 +115,8 @@ void reactor_impl::disarm() {
   wake_timer_.cancel();
 }
 
-void reactor_impl::drain_incoming() {
-  if (!has_incoming_.load(std::memory_order_acquire)) return;
+bool reactor_impl::drain_incoming() {
+  if (!has_incoming_.load(std::memory_order_acquire)) return false;
   {
     std::lock_guard lock(incoming_mutex_);
     batch_.swap(incoming_);
@@ -123,9 +146,15 @@ void reactor_impl::drain_incoming() {
     throw;
   }
   batch_.clear();
+  return true;
 }
 
 std::size_t reactor_impl::run_io(bool wait) {
+  // Asio stops the context whenever its count of outstanding work drops to zero (the last
+  // timer wait or posted wake-up handled), and a stopped context returns from run_one() at
+  // once even after new work (a timer armed since) arrived: that would read as "nothing can
+  // ever happen".
+  if (wait && io_.stopped()) io_.restart();
   // Like timers, an I/O handler that throws is reported and the loop goes on; only a kill of
   // the reactor tasklet passes through.
   for (;;) {
@@ -142,6 +171,22 @@ std::size_t reactor_impl::run_io(bool wait) {
   }
 }
 
+// Polling Asio costs an epoll_wait system call, about as much as the rest of a pass. While
+// timers or tasklets keep the loop busy, it polls once every max_passes_between_polls
+// passes, and sooner once max_time_between_polls has gone by since the last poll (then every
+// pass, if passes are slow), so I/O waits a bounded number of passes and never long.
+// `now` may lag behind: the clock is read whenever a timer is created and whenever tasklets
+// had their turns.
+bool reactor_impl::poll_io(time_point now) {
+  constexpr std::uint32_t max_passes_between_polls = 32;
+  constexpr duration max_time_between_polls = std::chrono::microseconds(100);
+  if (++passes_since_poll_ < max_passes_between_polls && now - last_poll_ < max_time_between_polls) return false;
+  passes_since_poll_ = 0;
+  last_poll_ = now;
+  run_io(false);
+  return true;
+}
+
 void reactor_impl::tick() {
   interval_call_ = timers_.schedule(owner_.now() + opts_.schedule_interval, [this] {
     tick();
@@ -150,27 +195,50 @@ void reactor_impl::tick() {
 }
 
 void reactor_impl::loop() {
+  // Also when the reactor tasklet is killed (an exception escaped reactor::run()): a tick or
+  // an armed wake-up left behind would run twice over, or keep run_until() from seeing that
+  // nothing is left, in the next run().
+  struct cleanup {
+    reactor_impl& impl;
+    ~cleanup() {
+      if (impl.interval_call_.active()) impl.interval_call_.cancel();
+      impl.interval_call_ = delayed_call();
+      impl.disarm();
+    }
+  } on_exit{*this};
   if (opts_.schedule_interval > duration::zero() && !until_) tick();
+  // The earliest timer, still valid from the end of the previous pass if no code has run
+  // since (no cross-thread call, no Asio handler, no tasklet turn).
+  std::optional<time_point> next;
+  bool next_known = false;
   while (!stopping_) {
-    drain_incoming();
-    timers_.run_pass(owner_.now());
+    if (drain_incoming() || !next_known) next = timers_.earliest();
+    next_known = false;
+    if (next) {
+      time_point now = latest();
+      if (*next > now) now = read_clock();
+      if (*next <= now) timers_.run_pass(now);
+    }
     if (stopping_ || (until_ && (*until_)())) break;
     if (getruncount() > 1) {
       // Others are runnable: look at I/O without waiting, then give each of them a turn.
-      run_io(false);
+      // Their turns may take long, so the clock is read for poll_io().
+      poll_io(read_clock());
       twistlet::schedule();
       continue;
     }
-    std::optional<time_point> next = timers_.earliest();
-    if (next && *next <= owner_.now()) {
+    next = timers_.earliest();
+    if (next && (*next <= latest() || *next <= read_clock())) {
       // Already due: a kernel timer would only add a system call and its latency.
-      run_io(false);
+      next_known = !poll_io(latest());
       continue;
     }
     if (next)
       arm(*next);
     else
       disarm();
+    passes_since_poll_ = 0;
+    last_poll_ = latest();
     if (run_io(true) == 0) {
       // Asio had no work at all: no I/O pending, no timer armed, nothing posted, no pool job,
       // no keep_alive token. In run() our work guard rules this out; in run_until() it means
@@ -182,8 +250,6 @@ void reactor_impl::loop() {
       }
     }
   }
-  if (interval_call_.active()) interval_call_.cancel();
-  disarm();
 }
 
 void reactor_impl::pool_worker() {
@@ -211,15 +277,14 @@ reactor::reactor(reactor_options opts) {
 }
 
 reactor::~reactor() {
+  impl_->stop_pool();
   impl_.reset();
   if (detail::t_reactor == this) detail::t_reactor = nullptr;
 }
 
 asio::io_context& reactor::context() noexcept { return impl_->io_; }
 
-time_point reactor::now() const {
-  return std::chrono::time_point_cast<duration>(std::chrono::steady_clock::now());
-}
+time_point reactor::now() const { return impl_->read_clock(); }
 
 delayed_call reactor::call_later(duration delay, std::function<void()> fn) {
   TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::call_later: the reactor");
@@ -309,10 +374,13 @@ void reactor::run_until(const std::function<bool()>& done) {
     ~reset_until() { impl.until_ = nullptr; }
   } reset{impl};
   run();
-  if (impl.until_stalled_ && !done())
+  if (done()) return;
+  if (impl.until_stalled_)
     throw deadlock_error(
         "deadlock: the main tasklet waits for a result that nothing can deliver: no tasklet is runnable and the "
         "reactor has no timer, I/O, thread-pool job or keep_alive token");
+  // Only stop() ends the loop otherwise; the caller must not go on as if it had its result.
+  throw deadlock_error("deadlock: the reactor was stopped while the main tasklet still waits for a result");
 }
 
 void reactor::stop() {

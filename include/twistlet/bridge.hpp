@@ -8,7 +8,6 @@
 #include <twistlet/tasklet.hpp>
 #include <twistlet/time.hpp>
 
-#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -23,52 +22,82 @@ namespace detail {
 /// Throws reactor_blocked_error naming `what` if the caller is this thread's reactor tasklet.
 void check_may_block(const char* what);
 
-/// Where block_on's waiter and the deferred's consumer meet. Shared (and reference counted)
-/// because either side may go first: the waiter can be killed before the result arrives.
-template <class T>
-struct block_mailbox {
-  std::uint32_t refs = 0;
-  bool waiting = true;              // someone still wants the result
-  bool cancelled_by_waiter = false; // the waiter left and cancelled the deferred
-  tasklet_impl* blocked = nullptr;  // the tasklet blocked in block_current, if any
-  std::optional<outcome<T>> result;
-
+/// What a blocking call needs to know about its caller, found with one call.
+struct block_context {
+  tasklet_impl* self;
+  /// The thread's reactor when the caller is the main tasklet outside reactor::run(): then
+  /// the caller drives it instead of blocking.
+  reactor* drive;
 };
-
-/// An owning reference to a block_mailbox.
-template <class T>
-class mailbox_ref {
- public:
-  explicit mailbox_ref(block_mailbox<T>* m) noexcept : m_(m) { ++m_->refs; }
-  mailbox_ref(const mailbox_ref& o) noexcept : m_(o.m_) { ++m_->refs; }
-  mailbox_ref& operator=(const mailbox_ref&) = delete;
-  ~mailbox_ref() {
-    if (--m_->refs == 0) delete m_;
-  }
-  block_mailbox<T>* operator->() const noexcept { return m_; }
-  block_mailbox<T>* get() const noexcept { return m_; }
-
- private:
-  block_mailbox<T>* m_;
-};
+/// check_may_block(what), then the caller's block_context.
+block_context prepare_block(const char* what);
 
 /// Reports a failure that reached block_on after its waiter left, unless it is the
 /// cancelled_error the waiter's own cancel() produced.
 void report_orphaned(const failure& f, bool cancelled_by_waiter) noexcept;
 
-/// The wait_target of a tasklet blocked in block_on.
-class deferred_wait final : public wait_target {
- public:
-  explicit deferred_wait(bool* waiting, tasklet_impl** blocked) noexcept : waiting_(waiting), blocked_(blocked) {}
+template <class T>
+class waiter_link;
+
+/// The waiting side of block_on. It lives on the waiter's stack (no allocation per wait) and
+/// is what the waiter blocks on; the consumer stage in the deferred's chain reaches it
+/// through a waiter_link, and either side cuts the link when it goes first.
+template <class T>
+struct block_waiter final : wait_target {
+  waiter_link<T>* link = nullptr;   // the consumer stage, until it runs or the waiter leaves
+  tasklet_impl* blocked = nullptr;  // the tasklet blocked in block_current, if any
+  bool left = false;                // an exception was thrown into the blocked waiter
+  std::optional<outcome<T>> result;
+
+  block_waiter() = default;
+  block_waiter(const block_waiter&) = delete;
+  block_waiter& operator=(const block_waiter&) = delete;
+
   void abandon(tasklet_impl*) noexcept override {
-    *waiting_ = false;
-    *blocked_ = nullptr;
+    // The waiter resumes with the exception; a result that comes meanwhile is an orphan.
+    left = true;
+    blocked = nullptr;
   }
   std::string describe() const override { return "a deferred (block_on)"; }
+};
+
+/// The consumer block_on attaches to the deferred. It sits in the chain (which may outlive
+/// the waiter) and keeps its block_waiter's pointer to it current when it is moved there.
+template <class T>
+class waiter_link {
+ public:
+  explicit waiter_link(block_waiter<T>& w) noexcept : w_(&w) { w.link = this; }
+  waiter_link(waiter_link&& o) noexcept : w_(std::exchange(o.w_, nullptr)), cancelled_by_waiter_(o.cancelled_by_waiter_) {
+    if (w_) w_->link = this;
+  }
+  waiter_link(const waiter_link&) = delete;
+  waiter_link& operator=(const waiter_link&) = delete;
+  waiter_link& operator=(waiter_link&&) = delete;
+  ~waiter_link() {
+    if (w_) w_->link = nullptr;
+  }
+
+  /// The waiter left before the result came and cancels the deferred.
+  void detach() noexcept {
+    w_ = nullptr;
+    cancelled_by_waiter_ = true;
+  }
+
+  void operator()(outcome<T>&& o) {
+    block_waiter<T>* w = std::exchange(w_, nullptr);
+    if (w) w->link = nullptr;
+    if (!w || w->left) {
+      if (!o.has_value()) report_orphaned(o.error(), cancelled_by_waiter_);
+      return;
+    }
+    w->result.emplace(std::move(o));
+    // Nothing of the waiter may be touched after this: it runs now and its frame goes.
+    if (tasklet_impl* t = std::exchange(w->blocked, nullptr)) wake_now(t);
+  }
 
  private:
-  bool* waiting_;
-  tasklet_impl** blocked_;
+  block_waiter<T>* w_;
+  bool cancelled_by_waiter_ = false;
 };
 
 /// block_on from the main tasklet outside reactor::run(): drives the reactor until `done`.
@@ -108,11 +137,13 @@ using tasklet_result_t = typename std::conditional_t<is_deferred_v<R>, deferred_
 ///   reactor until `d` fires.
 ///
 /// Errors: reactor_blocked_error in the reactor tasklet (nothing is attached to `d`);
-/// deadlock_error if nothing can ever fire `d`; std::logic_error if `d` is consumed, handed
-/// over, or running a callback in this very tasklet (it would wait on itself).
+/// deadlock_error if nothing can ever fire `d` (in the main tasklet outside reactor::run(),
+/// also when a tasklet stops the reactor first); std::logic_error if `d` is consumed, handed
+/// over, or running a callback in this very tasklet (it would wait on itself). Leaving by an
+/// exception cancels `d`; a canceller that throws then is reported as an unhandled error.
 template <class T>
 T block_on(deferred<T> d) {
-  detail::check_may_block("block_on");
+  const detail::block_context ctx = detail::prepare_block("block_on");
   if (d.has_result()) {
     std::optional<outcome<T>> result;
     d.consume([&result](outcome<T>&& o) { result.emplace(std::move(o)); });
@@ -120,42 +151,35 @@ T block_on(deferred<T> d) {
   }
   if (d.chain_running_here())
     throw std::logic_error("block_on: the deferred is running a callback in this tasklet; it would wait on itself");
-  const detail::mailbox_ref<T> box(new detail::block_mailbox<T>);
+  detail::block_waiter<T> waiter;
+  d.consume(detail::waiter_link<T>(waiter));
   try {
-    d.consume([box](outcome<T>&& o) {
-      if (!box->waiting) {
-        if (!o.has_value()) detail::report_orphaned(o.error(), box->cancelled_by_waiter);
-        return;
+    if (!waiter.result) {
+      if (ctx.drive) {
+        detail::drive_reactor_until(*ctx.drive, [&waiter] { return waiter.result.has_value(); });
+      } else {
+        waiter.blocked = ctx.self;
+        detail::block_current(waiter);
       }
-      box->waiting = false;
-      box->result.emplace(std::move(o));
-      if (detail::tasklet_impl* w = std::exchange(box->blocked, nullptr)) detail::wake_now(w);
-    });
-  } catch (...) {
-    box->waiting = false;
-    throw;
-  }
-  try {
-    detail::tasklet_impl* self = detail::current_tasklet();
-    reactor* r = reactor::current();
-    if (detail::is_main(self) && r && !r->running()) {
-      detail::drive_reactor_until(*r, [m = box.get()] { return !m->waiting; });
-    } else {
-      box->blocked = self;
-      detail::deferred_wait wait(&box->waiting, &box->blocked);
-      detail::block_current(wait);
     }
   } catch (...) {
-    if (box->waiting || !box->result) {
+    waiter.blocked = nullptr;
+    if (detail::waiter_link<T>* link = std::exchange(waiter.link, nullptr)) {
       // We leave before the result came: what we waited on is no longer wanted.
-      box->waiting = false;
-      box->blocked = nullptr;
-      box->cancelled_by_waiter = true;
-      d.cancel();
+      link->detach();
+      // What made us leave (usually a kill) must reach the caller; a canceller that throws
+      // must not replace it. A second kill delivered meanwhile still passes.
+      try {
+        d.cancel();
+      } catch (const tasklet_exit&) {
+        throw;
+      } catch (...) {
+        report_unhandled_error(failure(std::current_exception()));
+      }
     }
     throw;
   }
-  return detail::take_result<T>(box->result);
+  return detail::take_result<T>(waiter.result);
 }
 
 /// Wraps `fn` so that each call `(args...)` starts a new tasklet running `fn(args...)` (the

@@ -68,7 +68,11 @@ class reactor_impl;
 /// call_from_thread() and defer_to_thread()'s pool belong to that thread.
 class reactor final : public reactor_time {
  public:
+  /// A reactor with the default options, bound to the calling thread.
+  /// Throws std::logic_error if this thread already has a reactor.
   reactor();
+  /// A reactor with `opts`, bound to the calling thread.
+  /// Throws std::logic_error if this thread already has a reactor.
   explicit reactor(reactor_options opts);
   /// Joins the thread pool; calls still queued from other threads are dropped.
   ~reactor() override;
@@ -81,9 +85,13 @@ class reactor final : public reactor_time {
   /// The current time of std::chrono::steady_clock.
   time_point now() const override;
   /// Runs `fn` in the reactor tasklet after `delay` (>= 0, else std::invalid_argument).
-  /// Calls due at the same instant run in the order they were scheduled; a call scheduled by
-  /// a running call waits for the next loop iteration, so I/O is never starved. An exception
-  /// from `fn` goes to the unhandled-error handler and the loop carries on.
+  /// Calls due at the same instant run in the order they were scheduled. A call scheduled by
+  /// a running call waits for the next loop iteration, so a call_later(0) chain starves
+  /// nothing: calls from other threads run at every iteration, and while timers or tasklets
+  /// keep the loop busy, I/O and Asio handlers are polled at least every 32 iterations and
+  /// at the first iteration that starts 100 us or more after the last poll (an idle loop
+  /// waits for them in the kernel). Calls already due arm no kernel timer. An exception from
+  /// `fn` goes to the unhandled-error handler and the loop carries on.
   delayed_call call_later(duration delay, std::function<void()> fn) override;
 
   /// Thread-safe: runs `fn` in the reactor tasklet, in FIFO order, waking a sleeping reactor.
@@ -103,6 +111,7 @@ class reactor final : public reactor_time {
   void run();
   /// Ends the loop after the current step. Any tasklet of this thread; no-op if not running.
   void stop();
+  /// Inside run() (or run_until()), until it returns.
   bool running() const noexcept;
   /// The tasklet running the loop; empty unless running.
   tasklet reactor_tasklet() const noexcept;
@@ -111,18 +120,23 @@ class reactor final : public reactor_time {
 
   /// Runs the loop, as run() does, until `done()` returns true after some step, or until
   /// nothing could ever make progress (no runnable tasklet, timer, pending I/O, thread-pool
-  /// job or keep_alive token): then throws deadlock_error. Used by block_on() in the main
+  /// job or keep_alive token): then throws deadlock_error. A stop() before `done()` also
+  /// throws deadlock_error (the result can no longer arrive). Used by block_on() in the main
   /// tasklet outside run().
   void run_until(const std::function<bool()>& done);
 
   /// Thread-safe RAII token: while one exists, the reactor counts as having work that may
   /// still arrive (e.g. a reply expected through call_from_thread), so run_until() waits
-  /// instead of declaring a deadlock.
+  /// instead of declaring a deadlock. It may be moved to and dropped on any thread, but must
+  /// not outlive its reactor.
   class keep_alive {
    public:
+    /// A token for `r`.
     explicit keep_alive(reactor& r);
+    /// Takes over `other`'s token; `other` holds none any more.
     keep_alive(keep_alive&& other) noexcept;
     keep_alive& operator=(keep_alive&&) = delete;
+    /// Gives the token up.
     ~keep_alive();
 
    private:
