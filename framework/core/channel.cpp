@@ -11,18 +11,6 @@ channel_state::channel_state() noexcept : owner_(owner_token()) {}
 // Waiters hold a reference while queued, so the last handle cannot go while anyone waits.
 channel_state::~channel_state() = default;
 
-tasklet_impl* channel_state::pop_head(int dir) noexcept {
-  tasklet_impl* t = head_;
-  head_ = t->wait_next;
-  if (head_)
-    head_->wait_prev = nullptr;
-  else
-    tail_ = nullptr;
-  t->wait_next = t->wait_prev = nullptr;
-  balance_ += dir;
-  return t;
-}
-
 void channel_state::hand_over(tasklet_impl* partner, int dir) {
   scheduler& s = *partner->sched;
   if (preference_ == -dir)
@@ -31,34 +19,36 @@ void channel_state::hand_over(tasklet_impl* partner, int dir) {
     s.wake_later(partner);
 }
 
-void channel_state::wait(int dir, void* slot) {
+void channel_state::wait(int dir, channel_waiter& self) {
   if (closing_)
     throw channel_closed_error(dir > 0 ? "channel::send: the channel is closing and no receiver waits"
                                        : "channel::receive: the channel is closing and no sender waits");
   scheduler& s = scheduler::get();
   s.ensure_can_block();
-  tasklet_impl* self = s.current();
-  self->wait_prev = tail_;
-  self->wait_next = nullptr;
+  self.who = s.current();
+  self.prev = tail_;
+  self.next = nullptr;
   if (tail_)
-    tail_->wait_next = self;
+    tail_->next = &self;
   else
-    head_ = self;
-  tail_ = self;
+    head_ = &self;
+  tail_ = &self;
   balance_ += dir;
-  s.block_current(*this, slot);
+  // The waiter entry doubles as the wait slot, so abandon() finds it from the tasklet.
+  s.park_current(*this, &self);
 }
 
 void channel_state::abandon(tasklet_impl* t) noexcept {
-  if (t->wait_prev)
-    t->wait_prev->wait_next = t->wait_next;
+  auto* w = static_cast<channel_waiter*>(wait_slot(t));
+  if (w->prev)
+    w->prev->next = w->next;
   else
-    head_ = t->wait_next;
-  if (t->wait_next)
-    t->wait_next->wait_prev = t->wait_prev;
+    head_ = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
   else
-    tail_ = t->wait_prev;
-  t->wait_next = t->wait_prev = nullptr;
+    tail_ = w->prev;
+  w->next = w->prev = nullptr;
   balance_ += balance_ > 0 ? -1 : 1;
 }
 

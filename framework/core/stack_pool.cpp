@@ -32,11 +32,27 @@ constexpr unsigned char canary_byte = 0xA5;
 // address space and one with a million needs only a few thousand mappings.
 constexpr std::size_t max_slab_slots = 512;
 
+// Counters changed on slow paths only (new slabs and guards); the per-stack ones live in
+// each pool.
 struct global_stats {
-  std::atomic<std::size_t> slabs{0}, in_use{0}, pooled{0}, madvise_guards{0}, mprotect_guards{0},
-      canary_guards{0};
+  std::atomic<std::size_t> slabs{0}, madvise_guards{0}, mprotect_guards{0}, canary_guards{0};
 };
 global_stats g_stats;
+
+// Every live pool, for stats(). Never destroyed: pools of threads still running at exit may
+// outlive static destruction.
+struct pool_registry {
+  std::mutex mutex;
+  std::vector<const stack_pool*> pools;
+};
+pool_registry& registry() {
+  static pool_registry* r = new pool_registry;
+  return *r;
+}
+
+void bump(std::atomic<std::size_t>& counter, std::ptrdiff_t delta) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + static_cast<std::size_t>(delta), std::memory_order_relaxed);
+}
 
 std::atomic<bool> g_madvise_guard_works{true};
 std::atomic<bool> g_canary_announced{false};
@@ -155,17 +171,21 @@ stack_region stack_pool::allocate(std::size_t size) {
   if (!c.hot.empty()) {
     r = c.hot.back();
     c.hot.pop_back();
-    g_stats.pooled.fetch_sub(1, std::memory_order_relaxed);
+    bump(pooled_, -1);
+  } else if (!c.pending.empty()) {
+    r = c.pending.back();
+    c.pending.pop_back();
+    bump(pooled_, -1);
   } else if (!c.cold.empty()) {
     r = c.cold.back();
     c.cold.pop_back();
     r.cold = false;
-    g_stats.pooled.fetch_sub(1, std::memory_order_relaxed);
+    bump(pooled_, -1);
   } else {
     r = carve(c);
   }
   if (r.guard_type == guard_kind::canary) write_canary(r.base);
-  g_stats.in_use.fetch_add(1, std::memory_order_relaxed);
+  bump(in_use_, 1);
   return r;
 }
 
@@ -175,22 +195,53 @@ void stack_pool::release(stack_region r) noexcept {
   // poisoned; the next tasklet on this stack must start from clean shadow memory.
   ASAN_UNPOISON_MEMORY_REGION(r.base, r.size);
 #endif
-  g_stats.in_use.fetch_sub(1, std::memory_order_relaxed);
-  g_stats.pooled.fetch_add(1, std::memory_order_relaxed);
+  bump(in_use_, -1);
+  bump(pooled_, 1);
   size_class& c = class_for(r.size);
   if (c.hot.size() < hot_limit) {
     c.hot.push_back(r);
     return;
   }
-  // Guard markers and mprotect()ed pages survive MADV_DONTNEED; only the stack's own pages go.
-  ::madvise(r.base, r.size, MADV_DONTNEED);
-  r.cold = true;
-  c.cold.push_back(r);
+  c.pending.push_back(r);
+  if (c.pending.size() >= trim_batch) trim(c);
+}
+
+void stack_pool::trim(size_class& c) noexcept {
+  // Runs of adjacent slots ([guard][stack][guard][stack]...) go in one madvise() each. Guard
+  // markers and mprotect()ed pages survive MADV_DONTNEED; a canary is written again when its
+  // stack is next allocated.
+  std::sort(c.pending.begin(), c.pending.end(),
+            [](const stack_region& a, const stack_region& b) { return a.base < b.base; });
+  std::size_t i = 0;
+  while (i < c.pending.size()) {
+    char* begin = c.pending[i].base;
+    char* end = begin + c.pending[i].size;
+    std::size_t j = i + 1;
+    while (j < c.pending.size() && c.pending[j].guard == end) {
+      end = c.pending[j].base + c.pending[j].size;
+      ++j;
+    }
+    ::madvise(begin, static_cast<std::size_t>(end - begin), MADV_DONTNEED);
+    i = j;
+  }
+  for (stack_region& r : c.pending) {
+    r.cold = true;
+    c.cold.push_back(r);
+  }
+  c.pending.clear();
+}
+
+stack_pool::stack_pool() {
+  pool_registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.pools.push_back(this);
 }
 
 stack_pool::~stack_pool() {
-  for (const auto& c : classes_) {
-    g_stats.pooled.fetch_sub(c.hot.size() + c.cold.size(), std::memory_order_relaxed);
+  {
+    pool_registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    r.pools.erase(std::find(r.pools.begin(), r.pools.end(), this));
   }
   for (const auto& s : slabs_) {
     ::munmap(s.memory, s.bytes);
@@ -198,11 +249,22 @@ stack_pool::~stack_pool() {
   }
 }
 
+void stack_pool::abandon() noexcept {
+  classes_.clear();
+  slabs_.clear();
+}
+
 stack_stats stack_pool::stats() noexcept {
   stack_stats s;
   s.slabs = g_stats.slabs.load(std::memory_order_relaxed);
-  s.stacks_in_use = g_stats.in_use.load(std::memory_order_relaxed);
-  s.stacks_pooled = g_stats.pooled.load(std::memory_order_relaxed);
+  {
+    pool_registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    for (const stack_pool* p : r.pools) {
+      s.stacks_in_use += p->in_use_.load(std::memory_order_relaxed);
+      s.stacks_pooled += p->pooled_.load(std::memory_order_relaxed);
+    }
+  }
   s.madvise_guards = g_stats.madvise_guards.load(std::memory_order_relaxed);
   s.mprotect_guards = g_stats.mprotect_guards.load(std::memory_order_relaxed);
   s.canary_guards = g_stats.canary_guards.load(std::memory_order_relaxed);

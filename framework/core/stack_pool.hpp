@@ -16,6 +16,7 @@
 // mode (for tests).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -50,8 +51,11 @@ class stack_pool {
   /// Warm stacks kept per size class with their pages resident; further returned stacks give
   /// their pages back to the kernel (the reservation stays for reuse).
   static constexpr std::size_t hot_limit = 256;
+  /// Stacks returned beyond hot_limit give their pages back in batches of this many, so that
+  /// neighbours in a slab (the usual case when many tasklets end together) go in one call.
+  static constexpr std::size_t trim_batch = 64;
 
-  stack_pool() = default;
+  stack_pool();
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;
   ~stack_pool();
@@ -60,6 +64,9 @@ class stack_pool {
   /// the address space is exhausted.
   stack_region allocate(std::size_t size);
   void release(stack_region s) noexcept;
+  /// Forgets every slab without unmapping it, so that the destructor leaves all stacks mapped
+  /// (for a pool destroyed while code still runs on one of its stacks).
+  void abandon() noexcept;
 
   static std::size_t page_size() noexcept;
   static std::size_t round_size(std::size_t size) noexcept;
@@ -75,17 +82,24 @@ class stack_pool {
   };
   struct size_class {
     std::size_t size = 0;            // usable bytes of each stack
-    std::vector<stack_region> hot;   // resident pages, LIFO
-    std::vector<stack_region> cold;  // pages given back
+    std::vector<stack_region> hot;      // resident pages, LIFO
+    std::vector<stack_region> pending;  // resident pages, to be given back in the next batch
+    std::vector<stack_region> cold;     // pages given back
     char* next_slot = nullptr;       // unused slots of the newest slab
     std::size_t slots_left = 0;
     std::size_t next_slab_slots = 16;  // slabs grow geometrically up to 512 stacks
   };
   size_class& class_for(std::size_t size);
   stack_region carve(size_class& c);
+  static void trim(size_class& c) noexcept;
 
   std::vector<size_class> classes_;
   std::vector<slab> slabs_;
+  // Written only by the owning thread, read by stats() from any: a plain load and store per
+  // update, where a shared atomic counter would cost a locked instruction on every tasklet's
+  // creation and end.
+  std::atomic<std::size_t> in_use_{0};
+  std::atomic<std::size_t> pooled_{0};
 };
 
 /// Installs the process-wide SIGSEGV handler (once) and an alternate signal stack for the

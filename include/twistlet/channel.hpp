@@ -20,6 +20,14 @@ struct channel_closed_error : std::runtime_error {
 
 namespace detail {
 
+/// A waiting tasklet's entry in a channel's queue. It lives on the waiter's stack, as the base
+/// of the slot through which the value passes, so taking the oldest waiter needs no call.
+struct channel_waiter {
+  channel_waiter* next = nullptr;
+  channel_waiter* prev = nullptr;
+  tasklet_impl* who = nullptr;
+};
+
 /// The non-template part of a channel: the queue of waiting tasklets and the rules of
 /// SEMANTICS.md §2 (balance, preference, closing, deadlock).
 class channel_state final : public wait_target {
@@ -31,17 +39,24 @@ class channel_state final : public wait_target {
 
   /// Pops the oldest waiter that is a partner for an operation in direction `dir` (+1 send,
   /// -1 receive), or returns nullptr if none waits.
-  tasklet_impl* pop_partner(int dir) noexcept {
+  channel_waiter* pop_partner(int dir) noexcept {
     if (dir > 0 ? balance_ >= 0 : balance_ <= 0) return nullptr;
-    return pop_head(dir);
+    channel_waiter* w = head_;
+    head_ = w->next;
+    if (head_)
+      head_->prev = nullptr;
+    else
+      tail_ = nullptr;
+    balance_ += dir;
+    return w;
   }
   /// Lets the partner popped by pop_partner() run, following the preference: it is switched
   /// to now if the channel prefers it, otherwise it is appended to the run queue.
   void hand_over(tasklet_impl* partner, int dir);
-  /// Blocks the caller in direction `dir` with its transfer slot. Throws
-  /// channel_closed_error if the channel is closing, deadlock_error if nothing else can run,
-  /// and whatever is thrown into the waiting tasklet (it is then no longer queued).
-  void wait(int dir, void* slot);
+  /// Blocks the caller in direction `dir`, queued as `self` (the base of its transfer slot).
+  /// Throws channel_closed_error if the channel is closing, deadlock_error if nothing else can
+  /// run, and whatever is thrown into the waiting tasklet (it is then no longer queued).
+  void wait(int dir, channel_waiter& self);
 
   int balance() const noexcept { return balance_; }
   int preference() const noexcept { return preference_; }
@@ -58,9 +73,8 @@ class channel_state final : public wait_target {
   std::uint32_t refs = 1;
 
  private:
-  tasklet_impl* pop_head(int dir) noexcept;
-  tasklet_impl* head_ = nullptr;
-  tasklet_impl* tail_ = nullptr;
+  channel_waiter* head_ = nullptr;
+  channel_waiter* tail_ = nullptr;
   const void* owner_;
   int balance_ = 0;
   int preference_ = -1;
@@ -79,11 +93,12 @@ class channel_state final : public wait_target {
 /// 0 lets the acting side always continue.
 template <class T>
 class channel {
-  struct send_slot {
+  struct send_slot : detail::channel_waiter {
+    send_slot(T* v, std::exception_ptr e) noexcept : value(v), error(std::move(e)) {}
     T* value;
     std::exception_ptr error;
   };
-  struct receive_slot {
+  struct receive_slot : detail::channel_waiter {
     std::optional<T> value;
     std::exception_ptr error;
   };
@@ -111,20 +126,20 @@ class channel {
   T receive() {
     detail::channel_state& s = *state_;
     s.check_owner();
-    if (detail::tasklet_impl* sender = s.pop_partner(-1)) {
-      auto* slot = static_cast<send_slot*>(detail::wait_slot(sender));
+    if (detail::channel_waiter* sender = s.pop_partner(-1)) {
+      auto* slot = static_cast<send_slot*>(sender);
       if (slot->error) {
         std::exception_ptr e = std::move(slot->error);
-        s.hand_over(sender, -1);
+        s.hand_over(sender->who, -1);
         std::rethrow_exception(e);
       }
       T value = std::move(*slot->value);
-      s.hand_over(sender, -1);
+      s.hand_over(sender->who, -1);
       return value;
     }
     receive_slot slot;
     hold h(state_);
-    s.wait(-1, &slot);
+    s.wait(-1, slot);
     if (slot.error) std::rethrow_exception(slot.error);
     return std::move(*slot.value);
   }
@@ -229,18 +244,18 @@ class channel {
   void send_impl(T* value, std::exception_ptr error) {
     detail::channel_state& s = *state_;
     s.check_owner();
-    if (detail::tasklet_impl* receiver = s.pop_partner(+1)) {
-      auto* slot = static_cast<receive_slot*>(detail::wait_slot(receiver));
+    if (detail::channel_waiter* receiver = s.pop_partner(+1)) {
+      auto* slot = static_cast<receive_slot*>(receiver);
       if (error)
         slot->error = std::move(error);
       else
         slot->value.emplace(std::move(*value));
-      s.hand_over(receiver, +1);
+      s.hand_over(receiver->who, +1);
       return;
     }
-    send_slot slot{value, std::move(error)};
+    send_slot slot(value, std::move(error));
     hold h(state_);
-    s.wait(+1, &slot);
+    s.wait(+1, slot);
   }
 
   detail::channel_state* state_;

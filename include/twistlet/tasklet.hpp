@@ -31,8 +31,9 @@ struct deadlock_error : std::runtime_error {
 
 /// How to create a tasklet.
 struct tasklet_options {
-  /// Shown in introspection, deadlock messages and stack-overflow reports.
-  std::string name;
+  /// Shown in introspection, deadlock messages and stack-overflow reports. (The explicit
+  /// initializer keeps g++'s -Wmissing-field-initializers quiet for `{.stack_size = n}`.)
+  std::string name{};
   /// Usable stack bytes, rounded up to whole pages; 0 picks the default (128 KiB).
   std::size_t stack_size = 0;
 };
