@@ -118,7 +118,7 @@ class channel {
   /// no other tasklet could ever receive; whatever is thrown into the blocked sender (e.g.
   /// tasklet_exit when killed; the value is then discarded).
   void send(T value) {
-    send_impl(&value, nullptr);
+    send_impl<true>(&value, nullptr);
   }
 
   /// Receives a value, blocking until a sender offers one. Throws what a sender passed to
@@ -148,7 +148,7 @@ class channel {
   /// Throws std::invalid_argument for a null `e`.
   void send_exception(std::exception_ptr e) {
     if (!e) throw std::invalid_argument("channel::send_exception: null exception");
-    send_impl(nullptr, std::move(e));
+    send_impl<false>(nullptr, std::move(e));
   }
 
   /// Sends every element of [first, last) in order, each send blocking as send() does.
@@ -241,15 +241,18 @@ class channel {
     if (--s->refs == 0) delete s;
   }
 
+  // The exception path never instantiates the value path (g++ 12 warns about the null value
+  // pointer there otherwise).
+  template <bool WithValue>
   void send_impl(T* value, std::exception_ptr error) {
     detail::channel_state& s = *state_;
     s.check_owner();
     if (detail::channel_waiter* receiver = s.pop_partner(+1)) {
       auto* slot = static_cast<receive_slot*>(receiver);
-      if (error)
-        slot->error = std::move(error);
-      else
+      if constexpr (WithValue)
         slot->value.emplace(std::move(*value));
+      else
+        slot->error = std::move(error);
       s.hand_over(receiver->who, +1);
       return;
     }

@@ -9,3 +9,4 @@
 #include <twistlet/time.hpp>
 #include <twistlet/reactor.hpp>
 #include <twistlet/bridge.hpp>
+#include <twistlet/net.hpp>
