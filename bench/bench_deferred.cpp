@@ -4,20 +4,21 @@
 //   - a chain of 10 stages                                               vs 10 promise/future hops
 //   - manual_clock: schedule 1,000,000 calls, cancel half, run the rest  vs Asio's timer queue
 // and the first one against Twisted's ~2.2 us for the same in Python (a fixed reference).
+// Ratios are CPU time per iteration, twistlet's over the peer's.
 #include <benchmark/benchmark.h>
 
 #include <asio.hpp>
 
 #include <chrono>
-#include <cstdio>
 #include <future>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <twistlet/deferred.hpp>
 #include <twistlet/time.hpp>
+
+#include "ratio_table.hpp"
 
 namespace {
 
@@ -111,54 +112,34 @@ void asio_timers_1m(benchmark::State& state) {
   }
 }
 
-// Keeps the mean CPU time per iteration of every benchmark for the ratio table (CPU time, so
-// that other load on the machine skews the ratios less).
-class ratio_reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs)
-      if (r.run_type == Run::RT_Iteration && r.iterations > 0)
-        ns[r.run_name.function_name] = r.cpu_accumulated_time * 1e9 / static_cast<double>(r.iterations);
-  }
-  std::map<std::string, double> ns;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::RegisterBenchmark("deferred/create+add_callback+callback", deferred_fire);
-  benchmark::RegisterBenchmark("peer/promise+future set_value+get", promise_fire);
-  benchmark::RegisterBenchmark("deferred/chain of 10 stages", deferred_chain10);
-  benchmark::RegisterBenchmark("peer/10 promise+future hops", promise_chain10);
-  benchmark::RegisterBenchmark("manual_clock/1M calls, cancel half, advance", manual_clock_1m)
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(3);
-  benchmark::RegisterBenchmark("peer/asio 1M steady_timers, cancel half, run", asio_timers_1m)
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(3);
+  const std::string fire = "deferred/create+add_callback+callback";
+  const std::string promise = "peer/promise+future set_value+get";
+  const std::string chain = "deferred/chain of 10 stages";
+  const std::string promise_chain = "peer/10 promise+future hops";
+  const std::string timers = "manual_clock/1M calls, cancel half, advance";
+  const std::string asio_timers = "peer/asio 1M steady_timers, cancel half, run";
+  benchmark::RegisterBenchmark(fire.c_str(), deferred_fire);
+  benchmark::RegisterBenchmark(promise.c_str(), promise_fire);
+  benchmark::RegisterBenchmark(chain.c_str(), deferred_chain10);
+  benchmark::RegisterBenchmark(promise_chain.c_str(), promise_chain10);
+  benchmark::RegisterBenchmark(timers.c_str(), manual_clock_1m)->Unit(benchmark::kMillisecond)->Iterations(3);
+  benchmark::RegisterBenchmark(asio_timers.c_str(), asio_timers_1m)->Unit(benchmark::kMillisecond)->Iterations(3);
   benchmark::Initialize(&argc, argv);
-  ratio_reporter reporter;
+  twistlet_bench::ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
-  auto ratio = [&](const char* ours, const char* peer, const char* label, const char* target) {
-    auto a = reporter.ns.find(ours);
-    auto b = reporter.ns.find(peer);
-    if (a == reporter.ns.end() || b == reporter.ns.end()) return;
-    std::printf("%-44s %8.3fx the peer's time   (target %s)\n", label, a->second / b->second, target);
-  };
-  std::printf("\nratios (twistlet time / peer time; lower is better)\n");
-  ratio("deferred/create+add_callback+callback", "peer/promise+future set_value+get",
-        "create+add_callback+callback vs promise", "<= 0.25x");
-  ratio("deferred/chain of 10 stages", "peer/10 promise+future hops", "10-stage chain vs 10 promise hops", "-");
-  ratio("manual_clock/1M calls, cancel half, advance", "peer/asio 1M steady_timers, cancel half, run",
-        "1M timers vs asio timers", "-");
-  auto fire = reporter.ns.find("deferred/create+add_callback+callback");
-  if (fire != reporter.ns.end()) {
-    constexpr double twisted_ns = 2200.0;  // Twisted: create + addCallback + callback in CPython
-    std::printf("%-44s %8.1fx faster than Twisted's ~2.2 us   (target >= 30x)\n", "create+add_callback+callback",
-                twisted_ns / fire->second);
-  }
+  twistlet_bench::ratio_table table("bench_deferred");
+  table.add_times(reporter, fire, promise, "create+add_callback+callback / promise+future", "<= 0.25x");
+  table.add_times(reporter, chain, promise_chain, "10-stage chain / 10 promise+future hops", "-");
+  table.add_times(reporter, timers, asio_timers, "1M timers, cancel half / Asio's 1M steady_timers", "-");
+  constexpr double twisted_ns = 2200.0;  // Twisted: create + addCallback + callback in CPython
+  if (const double ns = reporter.ns(fire); ns > 0)
+    table.add("create+add_callback+callback / Twisted's 2.2 us (>= 30x faster)", ns / twisted_ns, "<= 0.0333x", "lower",
+              "Twisted in CPython, 2.2 us (fixed)");
+  table.print();
   benchmark::Shutdown();
   return 0;
 }

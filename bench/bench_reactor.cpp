@@ -1,5 +1,7 @@
 // The reactor's own costs, each next to its closest peer:
-//   - a call_later(0) chain (one hop = one loop pass)       vs an asio::post hop on an io_context
+//   - a call_later(0) chain (one hop = one loop pass)       vs an asio::post hop on a plain
+//         io_context (no I/O object: Asio never runs its epoll task), and on an io_context
+//         with a pending timer (one epoll_wait per hop, as in any program doing I/O)
 //   - call_from_thread from another thread, batch of 1000   vs asio::post from another thread
 //   - (c) idle: CPU time and wake-ups per second of a reactor whose only tasklet sleeps 2 s
 //         vs a thread in std::this_thread::sleep_for(2 s) (and a bare epoll_wait on a timerfd,
@@ -11,23 +13,22 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <functional>
-#include <map>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include <twistlet/bridge.hpp>
+
+#include "ratio_table.hpp"
 
 namespace {
 
@@ -54,14 +55,26 @@ void reactor_call_later_hop(benchmark::State& state) {
 struct post_hop {
   asio::io_context* io;
   benchmark::State* state;
+  asio::steady_timer* pending = nullptr;  // cancelled at the end, so that run() returns
   void operator()() const {
-    if (state->KeepRunning()) asio::post(*io, *this);
+    if (state->KeepRunning())
+      asio::post(*io, *this);
+    else if (pending)
+      pending->cancel();
   }
 };
 
 void asio_post_hop(benchmark::State& state) {
   asio::io_context io(1);
   asio::post(io, post_hop{&io, &state});
+  io.run();
+}
+
+void asio_post_hop_with_io_object(benchmark::State& state) {
+  asio::io_context io(1);
+  asio::steady_timer timer(io, std::chrono::hours(1));
+  timer.async_wait([](const asio::error_code&) {});
+  asio::post(io, post_hop{&io, &state, &timer});
   io.run();
 }
 
@@ -161,9 +174,6 @@ void thread_sleep_for(benchmark::State& state) {
   }
 }
 
-// Keeps the CPU time per iteration for the ratio table, the best of the repetitions where a
-// benchmark has them (other load on a shared machine only ever adds time), and the counters
-// of the idle measurements.
 // What the reactor's wait comes down to in the kernel, for comparison: one epoll_wait on a
 // timerfd (Asio's reactor uses both).
 void epoll_timerfd_wait(benchmark::State& state) {
@@ -186,77 +196,52 @@ void epoll_timerfd_wait(benchmark::State& state) {
   }
 }
 
-class ratio_reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.iterations == 0) continue;
-      const double per_iteration = r.cpu_accumulated_time * 1e9 / static_cast<double>(r.iterations);
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "min") {
-        ns[r.run_name.function_name] = per_iteration;
-      } else if (r.run_type == Run::RT_Iteration) {
-        ns.emplace(r.run_name.function_name, per_iteration);
-        for (const auto& [name, c] : r.counters) counters[r.run_name.function_name][name] = c.value;
-      }
-    }
-  }
-  std::map<std::string, double> ns;
-  std::map<std::string, std::map<std::string, double>> counters;
-};
-
-void best_of_repetitions(benchmark::internal::Benchmark* b) {
-  b->Repetitions(5)->DisplayAggregatesOnly(true)->ComputeStatistics("min", [](const std::vector<double>& v) {
-    return *std::min_element(v.begin(), v.end());
-  });
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::RegisterBenchmark("reactor/call_later(0) hop", reactor_call_later_hop)->Apply(best_of_repetitions);
-  benchmark::RegisterBenchmark("peer/asio::post hop", asio_post_hop)->Apply(best_of_repetitions);
-  benchmark::RegisterBenchmark("reactor/call_from_thread x1000 from a thread", reactor_call_from_thread)
-      ->Unit(benchmark::kMicrosecond)
-      ->Apply(best_of_repetitions);
-  benchmark::RegisterBenchmark("peer/asio::post x1000 from a thread", asio_post_from_thread)
-      ->Unit(benchmark::kMicrosecond)
-      ->Apply(best_of_repetitions);
-  benchmark::RegisterBenchmark("idle/reactor, a tasklet sleeps 2 s", reactor_idle)
-      ->Iterations(1)
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("idle/peer: thread sleep_for 2 s", thread_sleep_for)
-      ->Iterations(1)
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("idle/peer: epoll_wait on a timerfd 2 s", epoll_timerfd_wait)
-      ->Iterations(1)
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("idle/reactor, schedule_interval 100 us, 1 s", reactor_idle_schedule_interval)
+  const std::string hop = "reactor/call_later(0) hop";
+  const std::string plain_post = "peer/asio::post hop, plain io_context (no I/O object)";
+  const std::string io_post = "peer/asio::post hop, io_context with a pending timer";
+  const std::string from_thread = "reactor/call_from_thread x1000 from a thread";
+  const std::string post_from_thread = "peer/asio::post x1000 from a thread";
+  const std::string idle_reactor = "idle/reactor, a tasklet sleeps 2 s";
+  const std::string idle_sleep = "idle/peer: thread sleep_for 2 s";
+  const std::string idle_epoll = "idle/peer: epoll_wait on a timerfd 2 s";
+  const std::string idle_interval = "idle/reactor, schedule_interval 100 us, 1 s";
+  benchmark::RegisterBenchmark(hop.c_str(), reactor_call_later_hop);
+  benchmark::RegisterBenchmark(plain_post.c_str(), asio_post_hop);
+  benchmark::RegisterBenchmark(io_post.c_str(), asio_post_hop_with_io_object);
+  benchmark::RegisterBenchmark(from_thread.c_str(), reactor_call_from_thread)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(post_from_thread.c_str(), asio_post_from_thread)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(idle_reactor.c_str(), reactor_idle)->Iterations(1)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(idle_sleep.c_str(), thread_sleep_for)->Iterations(1)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(idle_epoll.c_str(), epoll_timerfd_wait)->Iterations(1)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(idle_interval.c_str(), reactor_idle_schedule_interval)
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
-  ratio_reporter reporter;
+  twistlet_bench::ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
-  auto ratio = [&](const char* ours, const char* peer, const char* label) {
-    auto a = reporter.ns.find(ours);
-    auto b = reporter.ns.find(peer);
-    if (a == reporter.ns.end() || b == reporter.ns.end()) return;
-    std::printf("%-46s %8.3fx the peer's time\n", label, a->second / b->second);
-  };
-  std::printf("\nratios (twistlet CPU time / peer CPU time, best of 5 repetitions; lower is better)\n");
-  ratio("reactor/call_later(0) hop", "peer/asio::post hop", "call_later(0) hop vs asio::post hop");
-  ratio("reactor/call_from_thread x1000 from a thread", "peer/asio::post x1000 from a thread",
-        "call_from_thread x1000 vs asio::post x1000 (CPU)");
+  twistlet_bench::ratio_table table("bench_reactor");
+  table.add_times(reporter, hop, plain_post, "call_later(0) hop / asio::post hop, plain io_context", "-");
+  table.add_times(reporter, hop, io_post, "call_later(0) hop / asio::post hop, io_context with I/O", "-");
+  table.add_times(reporter, from_thread, post_from_thread, "call_from_thread x1000 / asio::post x1000 (CPU)", "-");
+  // An idle reactor must wake no more often than one bare kernel wait for the same sleep.
+  const double reactor_wakeups = reporter.counter(idle_reactor, "wakeups_per_s");
+  const double epoll_wakeups = reporter.counter(idle_epoll, "wakeups_per_s");
+  if (reactor_wakeups >= 0 && epoll_wakeups > 0)
+    table.add("idle: wake-ups per s / epoll_wait on a timerfd's", reactor_wakeups / epoll_wakeups, "<= 1x", "lower",
+              idle_epoll);
 
   std::printf("\n(c) idle cost per second of waiting (target: zero periodic wake-ups)\n");
-  for (const char* name : {"idle/reactor, a tasklet sleeps 2 s", "idle/peer: thread sleep_for 2 s",
-                           "idle/peer: epoll_wait on a timerfd 2 s", "idle/reactor, schedule_interval 100 us, 1 s"}) {
-    auto c = reporter.counters.find(name);
-    if (c == reporter.counters.end()) continue;
-    std::printf("%-46s %10.1f us CPU/s %10.1f wake-ups/s (%.0f in all)\n", name, c->second["cpu_us_per_s"],
-                c->second["wakeups_per_s"], c->second["wakeups"]);
+  for (const std::string& name : {idle_reactor, idle_sleep, idle_epoll, idle_interval}) {
+    const double wakeups = reporter.counter(name, "wakeups");
+    if (wakeups < 0) continue;
+    std::printf("%-46s %10.1f us CPU/s %10.1f wake-ups/s (%.0f in all)\n", name.c_str(),
+                reporter.counter(name, "cpu_us_per_s"), reporter.counter(name, "wakeups_per_s"), wakeups);
   }
+  table.print();
   benchmark::Shutdown();
   return 0;
 }

@@ -19,14 +19,14 @@ void check_may_block(const char* what) {
 
 block_context prepare_block(const char* what) {
   tasklet_impl* self = current_tasklet();
-  reactor* r = reactor::current();
-  if (!r) return {self, nullptr};
-  if (r->running()) {
-    if (r->in_reactor_tasklet()) [[unlikely]]
+  const reactor_role role = current_reactor_role(self);
+  if (!role.r) return {self, nullptr};
+  if (role.running) {
+    if (role.in_reactor_tasklet) [[unlikely]]
       throw_reactor_blocked(what);
     return {self, nullptr};
   }
-  return {self, is_main(self) ? r : nullptr};
+  return {self, is_main(self) ? role.r : nullptr};
 }
 
 void report_orphaned(const failure& f, bool cancelled_by_waiter) noexcept {

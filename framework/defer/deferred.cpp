@@ -96,6 +96,54 @@ void reset_arena(chain_state& s) noexcept {
   s.arena_end = s.arena + inline_arena_size;
 }
 
+// Memory of freed chains, per thread, for new_chain(). Deferreds are single-thread objects,
+// so a chain is nearly always freed where it was made; one freed elsewhere just moves to that
+// thread's cache. AddressSanitizer builds bypass the cache so that it sees every use after
+// free.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t max_cached_chains = 0;
+#else
+constexpr std::size_t max_cached_chains = 128;
+#endif
+
+// Set when this thread's cache has been destroyed (thread exit): chains freed after that go
+// straight back to the allocator.
+thread_local bool t_chain_cache_closed = false;
+
+struct chain_cache {
+  struct block {
+    block* next;
+  };
+  block* head = nullptr;
+  std::size_t count = 0;
+  chain_cache() = default;
+  chain_cache(const chain_cache&) = delete;
+  chain_cache& operator=(const chain_cache&) = delete;
+  ~chain_cache() {
+    t_chain_cache_closed = true;
+    while (block* b = head) {
+      head = b->next;
+      ::operator delete(b, sizeof(chain_state));
+    }
+  }
+};
+thread_local chain_cache t_chain_cache;
+
+void free_chain(chain_state* s) noexcept {
+  s->~chain_state();
+  if constexpr (max_cached_chains != 0) {
+    if (!t_chain_cache_closed) {
+      chain_cache& c = t_chain_cache;
+      if (c.count < max_cached_chains) {
+        c.head = ::new (static_cast<void*>(s)) chain_cache::block{c.head};
+        ++c.count;
+        return;
+      }
+    }
+  }
+  ::operator delete(static_cast<void*>(s), sizeof(chain_state));
+}
+
 // Chains whose last reference went while another disposal was in progress on this thread.
 // Disposing one chain releases the chains its stages refer to; queueing them here instead of
 // recursing keeps the stack flat for arbitrarily long chains of chains. Delaying a disposal
@@ -113,11 +161,11 @@ void dispose(chain_state* s) noexcept {
     r->ops->destroy(r);
     r = next;
   }
-  if (canceller_base* c = std::exchange(s->canceller, nullptr)) c->destroy(c);
+  if (canceller_base* c = std::exchange(s->canceller, nullptr)) destroy_canceller(*s, c);
   s->result.clear();
   free_chunks(*s);
   s->disposed = true;
-  if (s->weak == 0) delete s;
+  if (s->weak == 0) free_chain(s);
 }
 
 struct continuation_node : stage_record {
@@ -146,8 +194,12 @@ void destroy_continuation(stage_record* self) noexcept {
 
 constexpr stage_ops continuation_ops{&run_continuation, &destroy_continuation};
 
-struct canceller_deleter {
-  void operator()(canceller_base* c) const noexcept { c->destroy(c); }
+// Owns a canceller taken out of its chain while it runs; its arena memory stays reserved
+// until it is destroyed.
+struct canceller_owner {
+  chain_state& s;
+  canceller_base* c;
+  ~canceller_owner() { destroy_canceller(s, c); }
 };
 
 struct chain_ref {
@@ -159,9 +211,25 @@ struct chain_ref {
 
 static_assert(sizeof(chain_state) == 256, "keep the chain state within four cache lines");
 
+chain_state* new_chain(const std::type_info* type) {
+  if constexpr (max_cached_chains != 0) {
+    if (!t_chain_cache_closed) {
+      chain_cache& c = t_chain_cache;
+      if (chain_cache::block* b = c.head) {
+        c.head = b->next;
+        --c.count;
+        b->~block();
+        return ::new (static_cast<void*>(b)) chain_state(type);
+      }
+    }
+  }
+  return ::new (::operator new(sizeof(chain_state))) chain_state(type);
+}
+
 void* allocate_stage_slow(chain_state& s, std::size_t size, std::size_t align) {
-  // Room used by stages that already ran can be reused once nothing is queued or executing.
-  if (!s.first && !s.running && (s.arena_pos != s.arena || s.chunks)) {
+  // Room used by stages that already ran can be reused once nothing is queued or executing
+  // and no canceller lives there.
+  if (!s.first && !s.running && s.arena_cancellers == 0 && (s.arena_pos != s.arena || s.chunks)) {
     reset_arena(s);
     return s.allocate(size, align);
   }
@@ -188,7 +256,7 @@ void destroy_chain(chain_state* s) noexcept {
 }
 
 void release_weak(chain_state* s) noexcept {
-  if (--s->weak == 0 && s->disposed) delete s;
+  if (--s->weak == 0 && s->disposed) free_chain(s);
 }
 
 void run_chain(chain_state* start) {
@@ -205,7 +273,7 @@ void run_chain(chain_state* start) {
   for (;;) {
     if (s->user_pauses != 0 || s->waiting || !s->first) {
       s->running = false;
-      if (!s->first && (s->arena_pos != s->arena || s->chunks)) reset_arena(*s);
+      if (!s->first && s->arena_cancellers == 0 && (s->arena_pos != s->arena || s->chunks)) reset_arena(*s);
       release(s);
       if (below.empty()) return;
       s = below.back();
@@ -272,19 +340,12 @@ void chain_to(chain_state& outer, chain_state* inner, const std::type_info& type
   outer.chained_to = inner;
 }
 
-bool begin_fire(chain_state& s) {
-  if (!s.called) return true;
+bool begin_fire_again(chain_state& s) {
   if (s.suppress_already_called) {
     s.suppress_already_called = false;
     return false;
   }
   throw already_called_error("deferred already fired");
-}
-
-void finish_fire(chain_state& s) {
-  s.called = true;
-  if (canceller_base* c = std::exchange(s.canceller, nullptr)) c->destroy(c);
-  if (s.user_pauses == 0) run_chain(&s);
 }
 
 void fire_failure(chain_state& s, failure f) {
@@ -302,7 +363,7 @@ void cancel_chain(chain_state* s) {
   ++s->refs;
   chain_ref hold{s};
   if (canceller_base* c = std::exchange(s->canceller, nullptr)) {
-    std::unique_ptr<canceller_base, canceller_deleter> own(c);
+    canceller_owner own{*s, c};
     c->invoke(c, s);
   } else {
     s->suppress_already_called = true;

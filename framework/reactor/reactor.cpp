@@ -188,10 +188,10 @@ bool reactor_impl::poll_io(time_point now) {
 }
 
 void reactor_impl::tick() {
-  interval_call_ = timers_.schedule(owner_.now() + opts_.schedule_interval, [this] {
-    tick();
-    twistlet::schedule();
-  });
+  interval_call_ = timers_.schedule(owner_.now() + opts_.schedule_interval, timer_task([this] {
+                                      tick();
+                                      twistlet::schedule();
+                                    }));
 }
 
 void reactor_impl::loop() {
@@ -290,7 +290,13 @@ delayed_call reactor::call_later(duration delay, std::function<void()> fn) {
   TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::call_later: the reactor");
   if (delay < duration::zero()) throw std::invalid_argument("reactor::call_later: negative delay");
   if (!fn) throw std::invalid_argument("reactor::call_later: empty function");
-  return impl_->timers_.schedule(now() + delay, std::move(fn));
+  return impl_->timers_.schedule(now() + delay, detail::timer_task(std::move(fn)), delay == duration::zero());
+}
+
+delayed_call reactor::call_later_task(duration delay, detail::timer_task&& fn) {
+  TWISTLET_CHECK_OWNER(impl_->owner_token_, "reactor::call_later: the reactor");
+  if (delay < duration::zero()) throw std::invalid_argument("reactor::call_later: negative delay");
+  return impl_->timers_.schedule(now() + delay, std::move(fn), delay == duration::zero());
 }
 
 void reactor::call_from_thread(std::function<void()> fn) {
@@ -397,6 +403,19 @@ bool reactor::in_reactor_tasklet() const noexcept {
 }
 
 reactor* reactor::current() noexcept { return detail::t_reactor; }
+
+namespace detail {
+struct reactor_access {
+  static const reactor_impl& impl(const reactor& r) noexcept { return *r.impl_; }
+};
+
+reactor_role current_reactor_role(const tasklet_impl* self) noexcept {
+  reactor* r = t_reactor;
+  if (!r) return {};
+  const reactor_impl& impl = reactor_access::impl(*r);
+  return {r, impl.running_, impl.running_ && impl.tasklet_.impl() == self};
+}
+}  // namespace detail
 
 reactor::keep_alive::keep_alive(reactor& r)
     : guard_(std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(

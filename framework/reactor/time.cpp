@@ -65,6 +65,13 @@ void delayed_call::delay(duration extra) {
 
 time_point delayed_call::time() const noexcept { return node_ ? node_->when : time_point{}; }
 
+// --- reactor_time ----------------------------------------------------------------------------
+
+delayed_call reactor_time::call_later_task(duration delay, detail::timer_task&& fn) {
+  // std::function needs a copyable target; the task is shared instead of copied.
+  return call_later(delay, [task = std::make_shared<detail::timer_task>(std::move(fn))] { (*task)(); });
+}
+
 // --- manual_clock ----------------------------------------------------------------------------
 
 manual_clock::manual_clock() : queue_(std::make_unique<detail::timer_queue>(*this)) {}
@@ -76,7 +83,12 @@ time_point manual_clock::now() const { return now_; }
 delayed_call manual_clock::call_later(duration delay, std::function<void()> fn) {
   if (delay < duration::zero()) throw std::invalid_argument("manual_clock::call_later: negative delay");
   if (!fn) throw std::invalid_argument("manual_clock::call_later: empty function");
-  return queue_->schedule(now_ + delay, std::move(fn));
+  return queue_->schedule(now_ + delay, detail::timer_task(std::move(fn)), delay == duration::zero());
+}
+
+delayed_call manual_clock::call_later_task(duration delay, detail::timer_task&& fn) {
+  if (delay < duration::zero()) throw std::invalid_argument("manual_clock::call_later: negative delay");
+  return queue_->schedule(now_ + delay, std::move(fn), delay == duration::zero());
 }
 
 void manual_clock::advance(duration d) {

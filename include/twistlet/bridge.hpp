@@ -9,6 +9,7 @@
 #include <twistlet/time.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -183,9 +184,16 @@ T block_on(deferred<T> d) {
 }
 
 /// Wraps `fn` so that each call `(args...)` starts a new tasklet running `fn(args...)` (the
-/// arguments and `fn` are copied into it) and returns a deferred of its result: fn's value,
-/// or what the deferred fn returns fires with. The tasklet starts at once with run()
-/// semantics: if `fn` never blocks, the deferred has fired when the call returns.
+/// arguments are copied into it) and returns a deferred of its result: fn's value, or what
+/// the deferred fn returns fires with. The tasklet starts at once with run() semantics: if
+/// `fn` never blocks, the deferred has fired when the call returns.
+///
+/// `fn` is moved (or copied) once into a shared object: every call's tasklet, and every copy
+/// of the returned callable, uses that same function object, as every call of a Python
+/// function uses the same function. So `fn` may be move-only (a lambda owning a
+/// std::unique_ptr), a large functor is never copied per call, and state that `fn` changes
+/// (a mutable lambda's captures) is seen by the calls that follow, including calls whose
+/// tasklets run interleaved with it.
 ///
 /// - An exception from `fn` errbacks the deferred; exceptions never escape the tasklet.
 /// - If the tasklet is killed (tasklet_exit escapes `fn`), the deferred errbacks
@@ -200,7 +208,8 @@ auto deferred_tasklet(F&& fn, tasklet_options opts);
 
 /// Wraps `fn` so that each call `(args...)` runs it in a new tasklet and blocks the caller
 /// until it returns: `block_on(deferred_tasklet(fn)(args...))`. If `fn` does not block, the
-/// call returns without a switch.
+/// call returns without a switch. Every call uses the same `fn` object, as in
+/// deferred_tasklet().
 /// Errors: reactor_blocked_error in the reactor tasklet, before `fn` starts; whatever `fn`
 /// throws; tasklet_killed_error if the new tasklet is killed.
 template <class F>
@@ -220,8 +229,8 @@ void sleep(duration d);
 namespace detail {
 
 template <class R, class Fn, class Args>
-deferred<R> start_deferred_tasklet(Fn fn, Args args, tasklet_options opts) {
-  using raw = decltype(std::apply(fn, args));
+deferred<R> start_deferred_tasklet(std::shared_ptr<Fn> fn, Args args, tasklet_options opts) {
+  using raw = decltype(std::apply(*fn, args));
   // Shared between the canceller and the tasklet: the tasklet to kill, or once fn has
   // returned a deferred, that deferred to cancel instead.
   struct control {
@@ -241,7 +250,7 @@ deferred<R> start_deferred_tasklet(Fn fn, Args args, tasklet_options opts) {
       [d, fn = std::move(fn), args = std::move(args), weak = std::weak_ptr<control>(ctl)]() mutable {
         try {
           if constexpr (is_deferred_v<raw>) {
-            deferred<R> inner = std::apply(fn, args);
+            deferred<R> inner = std::apply(*fn, args);
             if (auto c = weak.lock()) c->inner = inner;
             inner.consume([d](outcome<R>&& o) mutable {
               if (!o.has_value())
@@ -252,10 +261,10 @@ deferred<R> start_deferred_tasklet(Fn fn, Args args, tasklet_options opts) {
                 d.callback(std::move(o).value());
             });
           } else if constexpr (std::is_void_v<R>) {
-            std::apply(fn, args);
+            std::apply(*fn, args);
             d.callback();
           } else {
-            d.callback(std::apply(fn, args));
+            d.callback(std::apply(*fn, args));
           }
         } catch (const tasklet_exit&) {
           if (!d.called()) d.errback(failure::make(tasklet_killed_error("the tasklet computing this deferred was killed")));
@@ -274,8 +283,9 @@ deferred<R> start_deferred_tasklet(Fn fn, Args args, tasklet_options opts) {
 
 template <class F>
 auto deferred_tasklet(F&& fn, tasklet_options opts) {
-  return [fn = std::forward<F>(fn), opts = std::move(opts)](auto&&... args) {
-    using raw = std::invoke_result_t<std::decay_t<F>&, std::decay_t<decltype(args)>&...>;
+  using G = std::decay_t<F>;
+  return [fn = std::make_shared<G>(std::forward<F>(fn)), opts = std::move(opts)](auto&&... args) {
+    using raw = std::invoke_result_t<G&, std::decay_t<decltype(args)>&...>;
     using R = detail::tasklet_result_t<raw>;
     return detail::start_deferred_tasklet<R>(fn, std::make_tuple(std::forward<decltype(args)>(args)...), opts);
   };

@@ -12,15 +12,16 @@
 // Deferreds are single-thread objects: all use of one chain must happen on the thread that
 // created it (checked in TWISTLET_CHECKS builds).
 //
-// Cost model: one heap allocation per chain holds the whole state, including room for the
-// first few stages and a small result; reference counts are plain integers; the success path
-// throws nothing.
+// Cost model: one heap block per chain holds the whole state, including room for the first
+// few stages, a small canceller and a small result, and freed blocks are reused (per thread);
+// reference counts are plain integers; the success path throws nothing.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <new>
 #include <optional>
@@ -268,8 +269,13 @@ struct stage_node : stage_record {
 /// The canceller given to a deferred's constructor, type-erased.
 struct canceller_base {
   void (*invoke)(canceller_base* self, chain_state* s);
-  void (*destroy)(canceller_base* self) noexcept;
+  /// Destroys it; returns true if it lived in the chain's arena (then the memory stays there).
+  bool (*destroy)(canceller_base* self) noexcept;
 };
+
+/// Cancellers up to this size (with their header) live in the chain's arena, so that
+/// defer_later and deferred_tasklet cost no allocation for theirs.
+inline constexpr std::size_t inline_canceller_size = 48;
 
 struct arena_chunk {
   arena_chunk* next;
@@ -290,6 +296,7 @@ struct chain_state {
   bool consumed = false;    // a terminal consumer is attached; no more stages
   bool suppress_already_called = false;  // cancelled without canceller: swallow one fire
   bool disposed = false;    // contents destroyed; only weak refs keep the memory
+  std::uint8_t arena_cancellers = 0;  // live cancellers in the arena: it must not be reset
   const void* owner = nullptr;
   const tasklet_impl* runner = nullptr;  // the tasklet whose run loop set `running`
   const std::type_info* head_type;  // what callback() takes
@@ -328,6 +335,10 @@ struct chain_state {
 
 void* allocate_stage_slow(chain_state& s, std::size_t size, std::size_t align);
 
+/// A new chain whose first stage takes `type`. Freed chains are kept per thread for reuse:
+/// creating the deferred is all that a hop through the reactor allocates.
+chain_state* new_chain(const std::type_info* type);
+
 inline void* chain_state::allocate(std::size_t size, std::size_t align) {
   auto p = reinterpret_cast<std::uintptr_t>(arena_pos);
   p = (p + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
@@ -336,6 +347,11 @@ inline void* chain_state::allocate(std::size_t size, std::size_t align) {
     return reinterpret_cast<void*>(p);
   }
   return allocate_stage_slow(*this, size, align);
+}
+
+/// Destroys canceller `c` of chain `s`.
+inline void destroy_canceller(chain_state& s, canceller_base* c) noexcept {
+  if (c->destroy(c)) --s.arena_cancellers;
 }
 
 /// Destroys the contents of a chain whose last strong reference went (reporting an unhandled
@@ -353,11 +369,18 @@ void run_chain(chain_state* s);
 /// (returning the chain itself, a consumed or already chained deferred, a type mismatch,
 /// a cycle); the calling stage turns that into outer's failure.
 void chain_to(chain_state& outer, chain_state* inner, const std::type_info& type);
+/// begin_fire() for a chain that fired before.
+bool begin_fire_again(chain_state& s);
 /// Returns false if this fire is the one swallowed after a cancel without canceller.
 /// Throws already_called_error if the chain fired before.
-bool begin_fire(chain_state& s);
-/// Marks the chain fired, drops its canceller and runs it.
-void finish_fire(chain_state& s);
+inline bool begin_fire(chain_state& s) { return !s.called || begin_fire_again(s); }
+/// Marks the chain fired, drops its canceller and runs it. Inline, so that a waiter woken by
+/// the chain (a tasklet switch) has one frame less to return through.
+inline void finish_fire(chain_state& s) {
+  s.called = true;
+  if (canceller_base* c = std::exchange(s.canceller, nullptr)) destroy_canceller(s, c);
+  if (s.user_pauses == 0) run_chain(&s);
+}
 void fire_failure(chain_state& s, failure f);
 void cancel_chain(chain_state* s);
 void unpause_chain(chain_state& s);
@@ -532,14 +555,39 @@ struct stage_impl {
   static constexpr stage_ops ops{&run, &destroy};
 };
 
-template <class T, class F>
+template <class T, class F, bool InArena>
 struct canceller_box : canceller_base {
   template <class G>
   explicit canceller_box(G&& g) : canceller_base{&invoke_fn, &destroy_fn}, fn(std::forward<G>(g)) {}
   static void invoke_fn(canceller_base* self, chain_state* s);
-  static void destroy_fn(canceller_base* self) noexcept { delete static_cast<canceller_box*>(self); }
+  static bool destroy_fn(canceller_base* self) noexcept {
+    if constexpr (InArena)
+      static_cast<canceller_box*>(self)->~canceller_box();
+    else
+      delete static_cast<canceller_box*>(self);
+    return InArena;
+  }
   F fn;
 };
+
+/// Makes `f(deferred<T>&)` the canceller of chain `s`, replacing any other: in the chain's
+/// arena if it is small, else on the heap.
+template <class T, class F>
+void install_canceller(chain_state& s, F&& f) {
+  using G = std::decay_t<F>;
+  using small = canceller_box<T, G, true>;
+  canceller_base* c;
+  if constexpr (sizeof(small) <= inline_canceller_size && alignof(small) <= alignof(std::max_align_t)) {
+    // Arena memory is never given back before the chain's contents die, so a constructor
+    // that throws only wastes it.
+    void* mem = s.allocate(sizeof(small), alignof(small));
+    c = ::new (mem) small(std::forward<F>(f));
+    ++s.arena_cancellers;
+  } else {
+    c = new canceller_box<T, G, false>(std::forward<F>(f));
+  }
+  if (canceller_base* old = std::exchange(s.canceller, c)) destroy_canceller(s, old);
+}
 
 struct chain_access;
 
@@ -565,13 +613,12 @@ class deferred {
   using value_type = T;
 
   /// An unfired deferred (a new chain).
-  deferred() : s_(new detail::chain_state(&typeid(T))) {}
+  deferred() : s_(detail::new_chain(&typeid(T))) {}
 
   /// An unfired deferred whose cancel() calls `canceller(*this)` (at most once). A canceller
   /// may fire the deferred itself; if it does not, cancel() errbacks cancelled_error.
   explicit deferred(std::function<void(deferred<T>&)> canceller) : deferred() {
-    if (canceller)
-      s_->canceller = new detail::canceller_box<T, std::function<void(deferred<T>&)>>(std::move(canceller));
+    if (canceller) detail::install_canceller<T>(*s_, std::move(canceller));
   }
 
   /// Another handle to the same chain.
@@ -842,10 +889,7 @@ struct chain_access {
   /// Gives an unfired deferred the canceller `f(deferred<T>&)`, replacing any other.
   template <class T, class F>
   static void set_canceller(deferred<T>& d, F&& f) {
-    chain_state* s = d.state();
-    auto* box = new canceller_box<T, std::decay_t<F>>(std::forward<F>(f));
-    if (s->canceller) s->canceller->destroy(s->canceller);
-    s->canceller = box;
+    install_canceller<T>(*d.state(), std::forward<F>(f));
   }
 };
 
@@ -854,8 +898,8 @@ chain_state* state_of(const D& d) noexcept {
   return chain_access::state(d);
 }
 
-template <class T, class F>
-void canceller_box<T, F>::invoke_fn(canceller_base* self, chain_state* s) {
+template <class T, class F, bool InArena>
+void canceller_box<T, F, InArena>::invoke_fn(canceller_base* self, chain_state* s) {
   ++s->refs;
   deferred<T> d = chain_access::adopt<T>(s);
   std::invoke(static_cast<canceller_box*>(self)->fn, d);
@@ -1005,6 +1049,12 @@ deferred<std::vector<outcome<T>>> deferred_list(std::vector<deferred<T>> ds, def
   return result;
 }
 
+/// deferred_list() of a braced list of handles: `deferred_list({a, b})`.
+template <class T>
+deferred<std::vector<outcome<T>>> deferred_list(std::initializer_list<deferred<T>> ds, deferred_list_options opts = {}) {
+  return deferred_list<T>(std::vector<deferred<T>>(ds), opts);
+}
+
 /// A deferred with every input's value in input order (std::monostate for void inputs), or
 /// first_error for the first input that fails. `consume_errors` as in deferred_list().
 /// cancel() cancels the inputs.
@@ -1024,6 +1074,13 @@ deferred<std::vector<detail::gathered_t<T>>> gather_results(std::vector<deferred
         }
         return values;
       });
+}
+
+/// gather_results() of a braced list of handles: `gather_results({a, b})`.
+template <class T>
+deferred<std::vector<detail::gathered_t<T>>> gather_results(std::initializer_list<deferred<T>> ds,
+                                                            bool consume_errors = false) {
+  return gather_results<T>(std::vector<deferred<T>>(ds), consume_errors);
 }
 
 /// The first input to succeed, as (index, value) (std::monostate for void inputs); the other
@@ -1087,6 +1144,12 @@ deferred<std::pair<std::size_t, detail::gathered_t<T>>> race(std::vector<deferre
     });
   }
   return result;
+}
+
+/// race() of a braced list of handles: `race({a, b})`.
+template <class T>
+deferred<std::pair<std::size_t, detail::gathered_t<T>>> race(std::initializer_list<deferred<T>> ds) {
+  return race<T>(std::vector<deferred<T>>(ds));
 }
 
 }  // namespace twistlet

@@ -63,6 +63,23 @@ class unique_task {
 class reactor_impl;
 }  // namespace detail
 
+class reactor;
+
+namespace detail {
+/// What a blocking call needs to know about this thread's reactor, found with one call.
+struct reactor_role {
+  /// This thread's reactor, or nullptr.
+  reactor* r = nullptr;
+  /// It is inside run() (or run_until()).
+  bool running = false;
+  /// The caller is its reactor tasklet (which must never block).
+  bool in_reactor_tasklet = false;
+};
+/// The reactor_role of the calling tasklet `self` (which must be current_tasklet()).
+reactor_role current_reactor_role(const tasklet_impl* self) noexcept;
+struct reactor_access;
+}  // namespace detail
+
 /// The event loop of one thread. It binds itself to the thread that constructs it (a second
 /// reactor on the same thread is a std::logic_error) until it is destroyed. All members but
 /// call_from_thread() and defer_to_thread()'s pool belong to that thread.
@@ -151,7 +168,12 @@ class reactor final : public reactor_time {
   /// For the layers above: runs `job` on a pool thread.
   void post_to_pool(detail::unique_task job);
 
+ protected:
+  /// call_later() without the std::function. Throws as call_later().
+  delayed_call call_later_task(duration delay, detail::timer_task&& fn) override;
+
  private:
+  friend struct detail::reactor_access;
   std::unique_ptr<detail::reactor_impl> impl_;
 };
 

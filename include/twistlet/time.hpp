@@ -13,6 +13,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -42,6 +43,97 @@ struct already_run_error : std::logic_error {
 namespace detail {
 struct timer_node;
 class timer_queue;
+struct time_access;
+
+/// A move-only `void()` callable for timers. Functions of up to inline_size bytes that move
+/// without throwing (a lambda capturing a few handles, a std::function) live inside it, so
+/// that scheduling a call allocates nothing for the function; larger ones go to the heap.
+class timer_task {
+ public:
+  /// Bytes available for a function stored in place.
+  static constexpr std::size_t inline_size = 48;
+
+  /// An empty task.
+  timer_task() noexcept = default;
+  /// A task calling (a decayed copy of) `f`.
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, timer_task> && std::is_invocable_v<std::decay_t<F>&>)
+  timer_task(F&& f) {
+    using G = std::decay_t<F>;
+    if constexpr (fits_inline<G>) {
+      ::new (static_cast<void*>(buf_)) G(std::forward<F>(f));
+    } else {
+      *reinterpret_cast<G**>(buf_) = new G(std::forward<F>(f));
+    }
+    ops_ = &ops_for<G>::table;
+  }
+  /// Takes over `o`'s function, leaving `o` empty.
+  timer_task(timer_task&& o) noexcept : ops_(std::exchange(o.ops_, nullptr)) {
+    if (ops_) ops_->relocate(buf_, o.buf_);
+  }
+  /// Destroys this task's function and takes over `o`'s, leaving `o` empty.
+  timer_task& operator=(timer_task&& o) noexcept {
+    if (this != &o) {
+      reset();
+      if (o.ops_) {
+        o.ops_->relocate(buf_, o.buf_);
+        ops_ = std::exchange(o.ops_, nullptr);
+      }
+    }
+    return *this;
+  }
+  timer_task(const timer_task&) = delete;
+  timer_task& operator=(const timer_task&) = delete;
+  ~timer_task() { reset(); }
+
+  /// Calls the function; the task must not be empty.
+  void operator()() { ops_->call(buf_); }
+  /// Holds a function.
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+  /// Destroys the function; the task already counts as empty while that destructor runs.
+  void reset() noexcept {
+    if (const ops_t* o = std::exchange(ops_, nullptr)) o->destroy(buf_);
+  }
+
+ private:
+  struct ops_t {
+    void (*call)(void* buf);
+    void (*relocate)(void* dst, void* src) noexcept;
+    void (*destroy)(void* buf) noexcept;
+  };
+  template <class G>
+  static constexpr bool fits_inline = sizeof(G) <= inline_size && alignof(G) <= alignof(std::max_align_t) &&
+                                      std::is_nothrow_move_constructible_v<G>;
+  template <class G>
+  struct ops_for {
+    static G& get(void* buf) noexcept {
+      if constexpr (fits_inline<G>)
+        return *std::launder(static_cast<G*>(buf));
+      else
+        return **static_cast<G**>(buf);
+    }
+    static void call(void* buf) { get(buf)(); }
+    static void relocate(void* dst, void* src) noexcept {
+      if constexpr (fits_inline<G>) {
+        G& from = get(src);
+        ::new (dst) G(std::move(from));
+        from.~G();
+      } else {
+        *static_cast<G**>(dst) = *static_cast<G**>(src);
+      }
+    }
+    static void destroy(void* buf) noexcept {
+      if constexpr (fits_inline<G>)
+        get(buf).~G();
+      else
+        delete *static_cast<G**>(buf);
+    }
+    static constexpr ops_t table{&call, &relocate, &destroy};
+  };
+
+  alignas(std::max_align_t) unsigned char buf_[inline_size];
+  const ops_t* ops_ = nullptr;
+};
 }  // namespace detail
 
 /// A copyable handle to a scheduled call; copies refer to the same call.
@@ -100,7 +192,28 @@ class reactor_time {
   virtual time_point now() const = 0;
   /// Schedules `fn()` to run `delay` from now.
   virtual delayed_call call_later(duration delay, std::function<void()> fn) = 0;
+
+ protected:
+  /// call_later() for a move-only task: the path defer_later() and add_timeout() take, so
+  /// that a clock which stores tasks directly (manual_clock, reactor) schedules them without
+  /// wrapping them in a std::function (which allocates for most captures, a deferred handle
+  /// among them). The default wraps `fn` and calls call_later(), so a clock that overrides
+  /// only call_later() works unchanged. Throws what call_later() throws.
+  virtual delayed_call call_later_task(duration delay, detail::timer_task&& fn);
+
+ private:
+  friend struct detail::time_access;
 };
+
+namespace detail {
+/// The layers' way in to reactor_time::call_later_task().
+struct time_access {
+  /// `clock.call_later_task(delay, fn)`.
+  static delayed_call call_later(reactor_time& clock, duration delay, timer_task&& fn) {
+    return clock.call_later_task(delay, std::move(fn));
+  }
+};
+}  // namespace detail
 
 /// Deterministic time for tests (Twisted's task.Clock): time moves only through advance().
 /// Starts at time_point{}.
@@ -126,6 +239,10 @@ class manual_clock final : public reactor_time {
   void pump(std::initializer_list<duration> steps);
   /// The active calls, in the order they would run.
   std::vector<delayed_call> pending_calls() const;
+
+ protected:
+  /// call_later() without the std::function. Throws as call_later().
+  delayed_call call_later_task(duration delay, detail::timer_task&& fn) override;
 
  private:
   time_point now_{};
@@ -201,10 +318,14 @@ class looping_call {
 /// Throws whatever clock.call_later() throws (negative delay).
 template <class F>
 auto defer_later(reactor_time& clock, duration delay, F&& fn) {
+  // On a manual_clock or a reactor the chain's block is all this needs (and it is usually a
+  // reused one): the timer's function and the canceller are small enough to be stored in the
+  // timer and in the chain, and the timer's node is recycled too.
   deferred<void> start;
   auto result = start.add_callback(std::forward<F>(fn));
-  delayed_call timer = clock.call_later(delay, [start]() mutable { start.callback(); });
-  detail::chain_access::set_canceller(start, [timer](deferred<void>&) mutable {
+  delayed_call timer =
+      detail::time_access::call_later(clock, delay, detail::timer_task([start]() mutable { start.callback(); }));
+  detail::chain_access::set_canceller(start, [timer = std::move(timer)](deferred<void>&) mutable {
     if (timer.active()) timer.cancel();
   });
   return result;
@@ -232,7 +353,8 @@ deferred<T> deferred<T>::add_timeout(duration timeout, reactor_time& clock) {
   check_add();
   // The timer owns the chain (as in Twisted) so that a timeout fires even if nobody else
   // holds it; the chain owns the timer and cancels it when the result comes first.
-  detail::timeout_guard guard(clock.call_later(timeout, [chain = *this]() mutable { chain.cancel(); }));
+  detail::timeout_guard guard(detail::time_access::call_later(
+      clock, timeout, detail::timer_task([chain = *this]() mutable { chain.cancel(); })));
   detail::chain_access::tap(*this, [guard = std::move(guard), timeout](detail::result_slot& r) mutable {
     // The timer's "called" flag is set before its function runs, so it tells whether this
     // cancelled_error came from the timeout or from an explicit cancel().

@@ -2,6 +2,7 @@
 // semantics, results and failures, kills and cancels, exit signals never reported.
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -274,4 +275,23 @@ TEST_CASE("killing the caller of a blocking_tasklet kills the function's tasklet
   CHECK_FALSE(worker.alive());
   CHECK_FALSE(caller.alive());
   CHECK(errors.messages.empty());
+}
+
+TEST_CASE("deferred_tasklet shares one move-only function object between its calls") {
+  // Like a Python function object: every call uses the same function, so a move-only
+  // function works, and what it changes in its captures is seen by the next call.
+  auto counter = std::make_unique<int>(10);
+  auto start = deferred_tasklet([owned = std::move(counter)](int step) mutable {
+    *owned += step;
+    return *owned;
+  });
+  int first = 0, second = 0;
+  start(1).add_callback([&](int v) { first = v; });
+  auto copy = start;  // copies of the callable share the function too
+  copy(5).add_callback([&](int v) { second = v; });
+  CHECK(first == 11);
+  CHECK(second == 16);
+  auto blocking = blocking_tasklet([owned = std::make_unique<int>(3)] { return *owned * 2; });
+  CHECK(blocking() == 6);
+  CHECK(blocking() == 6);
 }

@@ -284,3 +284,48 @@ TEST_CASE("race of void inputs gives the index") {
   a.callback();
   CHECK(index == 0);
 }
+
+TEST_CASE("deferred_list, gather_results and race take a braced list without naming T") {
+  error_log errors;
+  deferred<int> a, b;
+  std::vector<outcome<int>> listed;
+  deferred_list({a, b}).add_callback([&](std::vector<outcome<int>> v) { listed = std::move(v); });
+  std::vector<int> gathered;
+  gather_results({a, b}).add_callback([&](std::vector<int> v) { gathered = v; });
+  deferred<int> c, d;
+  std::pair<std::size_t, int> raced{99, 0};
+  race({c, d}).add_callback([&](std::pair<std::size_t, int> p) { raced = p; });
+  b.callback(2);
+  a.callback(1);
+  d.callback(4);
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].value() == 1);
+  CHECK(listed[1].value() == 2);
+  CHECK(gathered == std::vector<int>{1, 2});
+  CHECK(raced == std::pair<std::size_t, int>{1, 4});
+  CHECK(c.called());  // the loser was cancelled
+  CHECK(errors.messages.empty());
+}
+
+TEST_CASE("the braced-list overloads pass options and void inputs through") {
+  error_log errors;
+  deferred<void> a, b;
+  bool first_failed = false;
+  deferred_list({a, b}, {.fire_on_one_errback = true, .consume_errors = true})
+      .add_errback([&](const failure& f) {
+        first_failed = f.get<first_error>()->index == 1;
+        return std::vector<outcome<void>>{};
+      });
+  std::size_t n = 0;
+  gather_results({succeed(), succeed(), succeed()}, true).add_callback([&](std::vector<std::monostate> v) {
+    n = v.size();
+  });
+  std::size_t winner = 99;
+  race({deferred<void>(), succeed()}).add_callback([&](std::pair<std::size_t, std::monostate> p) { winner = p.first; });
+  b.errback(failure::make(boom("b")));
+  a.callback();
+  CHECK(first_failed);
+  CHECK(n == 3);
+  CHECK(winner == 1);
+  CHECK(errors.messages.empty());
+}
