@@ -8,6 +8,8 @@
 //         vs plain CAF remote requests with the same number in flight (target >= 0.9x)
 // (b) and the server of (c) run in child processes of this program (`--footprint KIND N`,
 // `--echo-server FD`), so that each RSS figure starts clean and the network is real.
+#include "ratio_table.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <twistlet/actor.hpp>
@@ -402,16 +404,27 @@ int main(int argc, char** argv) {
   server.reset();
 
   std::printf("\nratios\n");
+  twistlet_bench::ratio_table table("bench_actor");
   auto a = reporter.ns.find("actor/tasklet block_on(request) -> event-based actor");
   auto b = reporter.ns.find("peer/scoped_actor request().receive() -> event-based actor");
   if (a != reporter.ns.end() && b != reporter.ns.end())
     std::printf("  %-62s %7.3fx the peer's time   (target <= 1.2x)\n", "(a) request round trip vs scoped_actor",
                 a->second / b->second);
+  if (a != reporter.ns.end() && b != reporter.ns.end())
+    table.add("(a) request round trip (block_on(request))", a->second / b->second, "<= 1.2x", "lower",
+              "CAF scoped_actor");
   std::printf("  %-62s %7.2f KiB                (target <= 6 KiB)\n", "(b) RSS per tasklet actor blocked in receive",
               tasklets.first / 1024);
   if (tasklets.second > 0)
     std::printf("  %-62s %7.1fx faster             (target >= 20x)\n", "(b) tasklet actor spawn vs CAF blocking actor",
                 blocking.second / tasklets.second);
+  if (tasklets.second > 0 && blocking.second > 0)
+    table.add("(b) tasklet actor spawn time", tasklets.second / blocking.second, "<= 0.05x", "lower",
+              "CAF blocking actor");
+  if (tasklets.first > 0 && blocking.first > 0)
+    table.add("(b) RSS per actor blocked in receive (twistlet " + std::to_string(static_cast<long>(tasklets.first)) +
+                  " B, target <= 6 KiB)",
+              tasklets.first / blocking.first, "", "lower", "CAF blocking actor");
   if (tasklets.second > 0)
     std::printf("  %-62s %7.2fx the peer's time\n", "(b) tasklet actor spawn vs CAF event-based actor (for reference)",
                 tasklets.second / events.second);
@@ -422,8 +435,13 @@ int main(int argc, char** argv) {
                   window, rate["tw->caf " + w] / rate["caf->caf " + w]);
       std::printf("  (c) remote throughput, %2d in flight, twistlet end to end / CAF          %7.3fx   (target >= 0.9x)\n",
                   window, rate["tw->tw " + w] / rate["caf->caf " + w]);
+      table.add("(c) remote requests/s, " + w + " in flight, twistlet client", rate["tw->caf " + w] / rate["caf->caf " + w],
+                ">= 0.9x", "higher", "CAF client");
+      table.add("(c) remote requests/s, " + w + " in flight, twistlet both ends", rate["tw->tw " + w] / rate["caf->caf " + w],
+                ">= 0.9x", "higher", "CAF both ends");
     }
   }
+  table.print();
   benchmark::Shutdown();
   return 0;
 }

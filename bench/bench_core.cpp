@@ -17,6 +17,8 @@
 #include <twistlet/channel.hpp>
 #include <twistlet/tasklet.hpp>
 
+#include "ratio_table.hpp"
+
 #include <benchmark/benchmark.h>
 #include <boost/context/fiber.hpp>
 #include <boost/fiber/all.hpp>
@@ -282,6 +284,7 @@ class collecting_reporter : public benchmark::ConsoleReporter {
 };
 
 void print_ratios(const collecting_reporter& rep) {
+  twistlet_bench::ratio_table table("bench_core");
   struct row {
     const char* name;
     const char* counter;  // nullptr: compare time
@@ -320,7 +323,10 @@ void print_ratios(const collecting_reporter& rep) {
     std::string label = r.name;
     if (r.counter && std::strcmp(r.counter, "bytes_per_tasklet") != 0) label += " (page tables)";
     std::printf("%-50s %14s %14s %9.3f %8s\n", label.c_str(), ta, tb, b > 0 ? a / b : 0.0, r.target);
+    if (b > 0) table.add(label, a / b, r.target, "lower",
+                        std::strcmp(r.name, "schedule_round_trip") == 0 ? "boost::context::fiber" : "Boost.Fiber");
   }
+  table.print();
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 //
 // Arguments: Google Benchmark's. Environment: TWISTLET_BENCH_SECONDS (default 2) sets the
 // length of each throughput run; TWISTLET_BENCH_PIN=1 pins client and server to CPUs 0 and 1.
+#include "ratio_table.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <asio.hpp>
@@ -605,6 +607,7 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 
+  twistlet_bench::ratio_table table("bench_net");
   if (!g_rates.empty()) {
     std::printf("\necho throughput: median requests/s (and requests per second of server CPU time);\n"
                 "one server thread each, the same load client\n");
@@ -619,6 +622,9 @@ int main(int argc, char** argv) {
                   "ratio %.3f (%.3f per cpu-s)%s\n",
                   connections, aw, ac, tw, tc, aw > 0 ? tw / aw : 0.0, ac > 0 ? tc / ac : 0.0,
                   connections == 50 ? "  target >= 0.95" : "");
+      if (aw > 0)
+        table.add("echo throughput, " + n + " connections (requests/s)", tw / aw, connections == 50 ? ">= 0.95x" : "",
+                  "higher", "Asio async echo server");
     }
     std::printf("  reference: Asio ~93k req/s, Python Twisted ~32k req/s on this kind of machine\n");
   }
@@ -630,6 +636,13 @@ int main(int argc, char** argv) {
       std::printf("  %-46s first %6.0f bytes  second %6.0f bytes%s\n", name.c_str(), r.first_wave, r.second_wave,
                   r.ok ? "" : "  (incomplete)");
     std::printf("  target for twistlet: <= 16384 bytes (first wave)\n");
+    const auto t = g_idle.find("twistlet tasklet blocked in read_line");
+    const auto a = g_idle.find("asio session with a pending async_read_some");
+    if (t != g_idle.end() && a != g_idle.end() && t->second.ok && a->second.ok && a->second.first_wave > 0)
+      table.add("RSS per idle connection (twistlet " + std::to_string(static_cast<long>(t->second.first_wave)) +
+                    " B, target <= 16 KiB)",
+                t->second.first_wave / a->second.first_wave, "", "lower", "Asio session");
   }
+  table.print();
   return 0;
 }

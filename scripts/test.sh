@@ -14,6 +14,9 @@ cmake -S . -B build/normal -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTWISTLET_CHECKS=O
 cmake --build build/normal -j"$jobs"
 ctest --test-dir build/normal -j"$jobs" --timeout 600
 
+echo "== installed package: consumer projects =="
+./scripts/check_install.sh build/normal
+
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build =="
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTWISTLET_CHECKS=ON \
       -DTWISTLET_SANITIZE=address,undefined -DTWISTLET_BUILD_BENCH=OFF

@@ -51,7 +51,7 @@ TEST_CASE("start without now waits one interval") {
   lc.stop();
 }
 
-TEST_CASE("start refuses a negative interval and a second start; stop refuses a stopped loop") {
+TEST_CASE("start refuses a negative interval and a second start, stop refuses a stopped loop") {
   manual_clock clock;
   looping_call lc(clock, [] {});
   CHECK_THROWS_AS(lc.start(-1ms), std::invalid_argument);
