@@ -51,6 +51,15 @@ def main():
         f"- compiler: {sh('g++ --version | head -1')}",
         "- build: Release (-O3 -DNDEBUG), thread-affinity checks off",
     ]
+    try:
+        with open("/proc/loadavg") as f:
+            load = " / ".join(f.read().split()[:3])
+        # Ratios hold up under load better than absolute figures (both sides share it), but
+        # the reader should know how busy the machine was.
+        machine.append(f"- load average at the end of the run (1 / 5 / 15 min): {load}"
+                       f" on {os.cpu_count()} cores")
+    except OSError:
+        pass
 
     # One bar per row: the ratio on a log scale, coloured by whether it meets its target.
     data = tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False)
@@ -65,7 +74,7 @@ def main():
     floor = min(0.005, min(ratios) / 2)  # the bars start here: a log axis has no zero
     ceiling = max(20.0, max(ratios) * 2)
     script = f"""
-set terminal pngcairo size 1100,{height} font 'sans,9'
+set terminal pngcairo size 1100,{height} font 'sans,9' noenhanced
 set output '{png_path}'
 set title 'twistlet / peer, measured in the same run (log scale; dashed line = parity)'
 set style fill solid 0.8
