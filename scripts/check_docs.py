@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Checks that the code shown in twistlet's Markdown documentation is the code that CI builds.
 
+It scans every Markdown file under docs/ and the repository's README.md.
+
 Every program shown in the docs lives under docs/snippets/ and is compiled and run by CTest
 (docs/CMakeLists.txt). The Markdown includes it by a marker on the line before a fenced block:
 
@@ -201,6 +203,8 @@ def main() -> int:
     problems: list[str] = []
     fixed: list[str] = []
     markdown = sorted(docs.rglob("*.md"))
+    if (root / "README.md").is_file():  # the front page shows a snippet too
+        markdown.append(root / "README.md")
     for md in markdown:
         p, changed = process(md, root, snippet_dir, args.fix, cache, used)
         problems += p

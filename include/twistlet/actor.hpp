@@ -473,6 +473,8 @@ class hub {
   /// Attaches this thread's reactor to `sys`.
   /// Throws std::logic_error if the thread has no reactor or already has a hub.
   explicit hub(caf::actor_system& sys, hub_options opts = {});
+  /// Kills the hub's tasklet actors, stops its services and errbacks its pending requests
+  /// (see the class comment), then detaches from the reactor.
   ~hub();
   hub(const hub&) = delete;
   hub& operator=(const hub&) = delete;
@@ -684,6 +686,7 @@ class response_promise {
   /// Answers the request this promise still holds with error_code::broken_promise, then takes
   /// over `other`'s duty.
   response_promise& operator=(response_promise&& other) noexcept;
+  /// Answers a request still pending with error_code::broken_promise.
   ~response_promise();
 
   /// Not yet answered.

@@ -180,16 +180,19 @@ class stream {
   stream(const stream& other) noexcept;
   /// Takes over `other`'s handle, leaving it empty.
   stream(stream&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  /// Makes this another handle to `other`'s connection (dropping the one it had).
   stream& operator=(const stream& other) noexcept {
     stream(other).swap(*this);
     return *this;
   }
+  /// Takes over `other`'s handle (dropping the one this had), leaving `other` empty.
   stream& operator=(stream&& other) noexcept {
     stream(std::move(other)).swap(*this);
     return *this;
   }
   /// The last handle closes the connection.
   ~stream();
+  /// Exchanges the connections the two handles refer to.
   void swap(stream& other) noexcept { std::swap(impl_, other.impl_); }
 
   /// Reads at least one byte (at most buffer.size()) and returns how many; returns 0 at once for
@@ -392,16 +395,19 @@ class transport {
   transport(const transport& other) noexcept;
   /// Takes over `other`'s handle, leaving it empty.
   transport(transport&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  /// Makes this another handle to `other`'s connection (dropping the one it had).
   transport& operator=(const transport& other) noexcept {
     transport(other).swap(*this);
     return *this;
   }
+  /// Takes over `other`'s handle (dropping the one this had), leaving `other` empty.
   transport& operator=(transport&& other) noexcept {
     transport(std::move(other)).swap(*this);
     return *this;
   }
   /// Drops the handle; the connection itself lives on (the protocol machinery owns it).
   ~transport();
+  /// Exchanges the connections the two handles refer to.
   void swap(transport& other) noexcept { std::swap(impl_, other.impl_); }
 
   /// Queues `data` for sending, in order. Ignored once lose_connection() or
@@ -557,7 +563,9 @@ class line_receiver : public protocol {
 
 /// A received datagram (async_receive_from()).
 struct datagram {
+  /// The datagram's payload (at most the max_size asked for; the rest was discarded).
   std::string data;
+  /// Where it came from: reply to this endpoint.
   udp_endpoint sender;
 };
 
@@ -577,16 +585,19 @@ class udp_socket {
   udp_socket(const udp_socket& other) noexcept;
   /// Takes over `other`'s handle, leaving it empty.
   udp_socket(udp_socket&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  /// Makes this another handle to `other`'s socket (dropping the one it had).
   udp_socket& operator=(const udp_socket& other) noexcept {
     udp_socket(other).swap(*this);
     return *this;
   }
+  /// Takes over `other`'s handle (dropping the one this had), leaving `other` empty.
   udp_socket& operator=(udp_socket&& other) noexcept {
     udp_socket(std::move(other)).swap(*this);
     return *this;
   }
   /// The last handle closes the socket.
   ~udp_socket();
+  /// Exchanges the sockets the two handles refer to.
   void swap(udp_socket& other) noexcept { std::swap(impl_, other.impl_); }
 
   /// Receives one datagram into `buffer`, stores its origin in `sender`, and returns its size;
