@@ -101,7 +101,34 @@ void service_impl::start(caf::mailbox_element_ptr e, std::size_t index, bool now
     t.insert();
 }
 
+namespace {
+
+// What a handler's tasklet is doing, for debug listings: the request it serves and whose. Two
+// ids and a pointer; the text is made only when a listing asks.
+struct serving_note : ::twistlet::detail::wait_note {
+  const service_impl* service = nullptr;
+  caf::actor_id from = 0;
+  std::uint64_t instance = 0;
+};
+
+std::string format_serving(const ::twistlet::detail::wait_note& n) {
+  const auto& s = static_cast<const serving_note&>(n);
+  std::string text = "serving a request";
+  if (s.from) text += " of actor " + std::to_string(s.from);
+  text += " in service";
+  if (!s.service->label().empty()) text += " '" + s.service->label() + "'";
+  return text + " (actor " + std::to_string(s.service->id()) + ", handler " + std::to_string(s.instance) + ")";
+}
+
+}  // namespace
+
 void service_impl::run_handler(caf::mailbox_element_ptr& e, std::size_t index, std::uint64_t instance) {
+  serving_note note;
+  note.format = format_serving;
+  note.service = this;
+  note.from = e->sender ? e->sender->id() : 0;
+  note.instance = instance;
+  ::twistlet::detail::wait_note_scope noted(note);
   exec_context ctx;
   ctx.self = this;
   ctx.instance = instance;

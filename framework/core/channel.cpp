@@ -8,6 +8,8 @@ namespace twistlet::detail {
 
 channel_state::channel_state() noexcept : owner_(owner_token()) {}
 
+channel_state::channel_state(std::string name) noexcept : owner_(owner_token()), name_(std::move(name)) {}
+
 // Waiters hold a reference while queued, so the last handle cannot go while anyone waits.
 channel_state::~channel_state() = default;
 
@@ -24,7 +26,7 @@ void channel_state::wait(int dir, channel_waiter& self) {
     throw channel_closed_error(dir > 0 ? "channel::send: the channel is closing and no receiver waits"
                                        : "channel::receive: the channel is closing and no sender waits");
   scheduler& s = scheduler::get();
-  s.ensure_can_block();
+  s.ensure_can_block(this);
   self.who = s.current();
   self.prev = tail_;
   self.next = nullptr;
@@ -53,10 +55,25 @@ void channel_state::abandon(tasklet_impl* t) noexcept {
 }
 
 std::string channel_state::describe() const {
+  // A named channel is known by its name; the address only tells unnamed ones apart.
   char buf[96];
-  std::snprintf(buf, sizeof buf, "channel %p (balance %d%s)", static_cast<const void*>(this), balance_,
-                closing_ ? ", closing" : "");
-  return buf;
+  std::snprintf(buf, sizeof buf, "(balance %d%s)", balance_, closing_ ? ", closing" : "");
+  std::string s = "channel ";
+  if (name_.empty()) {
+    char addr[32];
+    std::snprintf(addr, sizeof addr, "%p ", static_cast<const void*>(this));
+    s += addr;
+  } else {
+    s += '\'';
+    s += name_;
+    s += "' ";
+  }
+  return s += buf;
+}
+
+std::string channel_state::describe_waiter(const tasklet_impl*) const {
+  // Every waiter of a channel waits in the same direction, which the balance's sign tells.
+  return (balance_ > 0 ? "send on " : "receive on ") + describe();
 }
 
 std::string channel_state::deadlock_message(const tasklet_impl* t) const {

@@ -2,13 +2,19 @@
 
 #include <boost/context/detail/fcontext.hpp>
 #include <cxxabi.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <unwind.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <sstream>
+#include <thread>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -56,19 +62,69 @@ bool is_exit_exception(const std::exception_ptr& e) noexcept {
   }
 }
 
-std::string label(const tasklet_impl* t) {
+std::string label(const tasklet_impl* t) { return tasklet_label(t); }
+
+// ---- the registry ---------------------------------------------------------------------------
+
+struct registry_state {
+  std::mutex mutex;
+  std::vector<scheduler*> schedulers;
+};
+// Never destroyed: threads may still end (and unregister) during static destruction.
+registry_state& registry() {
+  static registry_state* r = new registry_state;
+  return *r;
+}
+std::atomic<std::uint64_t> g_next_serial{1};
+
+}  // namespace
+
+// What a capture request and its answer pass through; one per thread, in thread-local storage
+// so that the signal handler reaches it without any lookup.
+struct capture_slot {
+  static constexpr int idle = 0, requested = 1, filling = 2, done = 3;
+  std::atomic<int> state{idle};
+  // Set while the thread's scheduler is fully alive; the handler reads it on its own thread.
+  std::atomic<scheduler*> sched{nullptr};
+  thread_capture data;
+};
+
+namespace {
+constinit thread_local capture_slot t_capture;
+}  // namespace
+
+std::uint64_t next_tasklet_id() noexcept { return g_next_id.fetch_add(1, std::memory_order_relaxed); }
+
+std::string tasklet_label(const tasklet_impl* t) {
   if (t->main) return "the main tasklet (" + std::to_string(t->id) + ")";
   std::string s = "tasklet " + std::to_string(t->id);
   if (!t->name.empty()) s += " '" + t->name + "'";
   return s;
 }
 
-}  // namespace
+std::string note_text(const wait_note* n) {
+  if (!n) return {};
+  if (n->text) return n->text;
+  if (n->format) return n->format(*n);
+  return {};
+}
 
-std::uint64_t next_tasklet_id() noexcept { return g_next_id.fetch_add(1, std::memory_order_relaxed); }
+std::string describe_wait(const tasklet_impl* t) {
+  std::string s;
+  if (t->state == tstate::blocked && t->waiting_on) s = t->waiting_on->describe_waiter(t);
+  if (std::string note = note_text(t->note); !note.empty()) {
+    if (!s.empty()) s += ' ';
+    s += '[';
+    s += note;
+    s += ']';
+  }
+  return s;
+}
+
+std::string wait_target::describe_waiter(const tasklet_impl*) const { return describe(); }
 
 std::string wait_target::deadlock_message(const tasklet_impl* t) const {
-  return "deadlock: the last other tasklet ended while " + label(t) + " waits on " + describe();
+  return "deadlock: the last other tasklet ended while " + label(t) + " waits on " + describe_wait(t);
 }
 
 // ---- scheduler lifetime ---------------------------------------------------------------------
@@ -79,7 +135,11 @@ scheduler& scheduler::create_for_thread() {
   return *t_sched;
 }
 
-scheduler::scheduler() {
+scheduler::scheduler()
+    : thread_(::pthread_self()),
+      tid_(static_cast<pid_t>(::syscall(SYS_gettid))),
+      serial_(g_next_serial.fetch_add(1, std::memory_order_relaxed)),
+      slot_(&t_capture) {
   eh_globals_ = reinterpret_cast<eh_state*>(abi::__cxa_get_globals());
   main_ = new tasklet_impl;
   main_->sched = this;
@@ -96,9 +156,23 @@ scheduler::scheduler() {
   link_sole(main_);
   current_ = main_;
   install_overflow_handler();
+  {
+    registry_state& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.schedulers.push_back(this);
+  }
+  t_capture.sched.store(this, std::memory_order_relaxed);
 }
 
 scheduler::~scheduler() {
+  // First of all: monitors may no longer reach this scheduler, nor its thread's capture
+  // handler look into it.
+  t_capture.sched.store(nullptr, std::memory_order_relaxed);
+  {
+    registry_state& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.schedulers.erase(std::find(r.schedulers.begin(), r.schedulers.end(), this));
+  }
   if (current_ != main_) {
     // Destroyed on a tasklet's stack: exit() was called inside a tasklet, and the rest of the
     // process's shutdown still runs on that stack. Like main's frames under exit(), every
@@ -199,6 +273,7 @@ tasklet_impl* scheduler::create(std::size_t fn_size, std::size_t fn_align, taskl
   t->sched = this;
   t->id = next_tasklet_id();
   t->name = std::move(opts.name);
+  t->created_at = opts.created_at;
   t->refs = 2;  // the caller's handle and the scheduler's ownership while alive
   char* top = t->stack.base + t->stack.size;
   // Small functions live at the top of the stack: no extra allocation, and the page is one
@@ -330,6 +405,7 @@ inline void scheduler::resumed(void* from_context, tasklet_impl* from) noexcept 
 void scheduler::jump(tasklet_impl* to) noexcept {
   tasklet_impl* self = current_;
   check_stack(self);
+  note_switch(to);
   current_ = to;
   self->eh = *eh_globals_;
   *eh_globals_ = to->eh;
@@ -416,6 +492,7 @@ void scheduler::finish_current(std::exception_ptr escaped) noexcept {
     target = main_;
     if (target->state == tstate::blocked) {
       std::string message = target->waiting_on->deadlock_message(target);
+      if (std::string others = describe_blocked(target); !others.empty()) message += "; also stuck:" + others;
       detach_from_wait(target);
       target->pending = std::make_exception_ptr(deadlock_error(message));
     }
@@ -427,19 +504,31 @@ void scheduler::finish_current(std::exception_ptr escaped) noexcept {
 
 // ---- primitives -----------------------------------------------------------------------------
 
-std::string scheduler::describe_blocked() const {
+std::string scheduler::describe_blocked(const tasklet_impl* except) const {
+  // Oldest first, as they were created: the list itself runs newest first.
+  std::vector<const tasklet_impl*> stuck;
+  for (const tasklet_impl* t = all_head_; t; t = t->all_next)
+    if (t != except && !t->watchdog && (t->state == tstate::blocked || t->state == tstate::paused)) stuck.push_back(t);
   std::string out;
-  for (const tasklet_impl* t = all_head_; t; t = t->all_next) {
-    if (t->state != tstate::blocked) continue;
-    out += "\n  " + label(t) + " waits on " + t->waiting_on->describe();
+  for (auto it = stuck.rbegin(); it != stuck.rend(); ++it) {
+    const tasklet_impl* t = *it;
+    out += "\n  " + label(t);
+    if (t->state == tstate::blocked) {
+      out += " waits on " + describe_wait(t);
+    } else {
+      out += t->started ? " is paused (nobody is left to insert it)" : " was never started (nobody is left to insert it)";
+      if (std::string note = note_text(t->note); !note.empty()) out += " [" + note + "]";
+    }
   }
   return out;
 }
 
-void scheduler::deadlock_on_block() const {
+void scheduler::deadlock_on_block(const wait_target* w) const {
   std::string message = "deadlock: " + label(current_) + " is the last runnable tasklet and cannot block";
-  std::string blocked = describe_blocked();
-  if (!blocked.empty()) message += "; blocked:" + blocked;
+  message += w ? " on " + w->describe() : std::string(" (schedule_remove)");
+  if (std::string note = note_text(current_->note); !note.empty()) message += " [" + note + "]";
+  std::string stuck = describe_blocked(current_);
+  message += stuck.empty() ? "; no other tasklet exists" : "; none of the others can run:" + stuck;
   throw deadlock_error(message);
 }
 
@@ -508,6 +597,246 @@ void scheduler::throw_into(tasklet_impl* t, std::exception_ptr e, bool pending) 
   if (!pending) switch_to(t);
 }
 
+// ---- backtraces ----------------------------------------------------------------------------
+
+namespace {
+
+struct frame_walk {
+  void** out;
+  std::size_t max;
+  std::size_t skip;
+  std::size_t n;
+  bool to_signal_frame;  // skip everything up to the frame a signal interrupted
+};
+
+_Unwind_Reason_Code walk_frame(_Unwind_Context* ctx, void* arg) {
+  auto* w = static_cast<frame_walk*>(arg);
+  int before_insn = 0;
+  const _Unwind_Ptr ip = _Unwind_GetIPInfo(ctx, &before_insn);
+  if (ip == 0) return _URC_END_OF_STACK;
+  if (w->to_signal_frame) {
+    // The interrupted frame's address is exact (it is not a return address); the frames before
+    // it are the handler's own.
+    if (!before_insn) return _URC_NO_REASON;
+    w->to_signal_frame = false;
+  } else if (w->skip > 0) {
+    --w->skip;
+    return _URC_NO_REASON;
+  }
+  if (w->n >= w->max) return _URC_END_OF_STACK;
+  w->out[w->n++] = reinterpret_cast<void*>(before_insn ? ip : ip - 1);
+  return _URC_NO_REASON;
+}
+
+// Runs on top of a suspended tasklet's stack, entered by backtrace_of() with ontop_fcontext()
+// as if the tasklet's own suspended call to the switch had called it. It stays there after it
+// has captured (so that the tasklet's saved context, which its frame overwrote, is not
+// needed): the next capture resumes it in its loop, and the tasklet's next ordinary resume
+// (land() on top of it) makes it return the scheduler's transfer to that suspended call.
+bctx::transfer_t capture_on_stack(bctx::transfer_t t) noexcept;
+
+struct capture_request {
+  tasklet_impl* target;
+  tasklet_impl* dumper;
+  void** out;
+  std::size_t max;
+  std::size_t depth;
+};
+
+}  // namespace
+
+[[gnu::noinline]] std::size_t collect_frames(void** out, std::size_t max, std::size_t skip) noexcept {
+  frame_walk w{out, max, skip + 1, 0, false};
+  _Unwind_Backtrace(walk_frame, &w);
+  return w.n;
+}
+
+namespace {
+
+[[gnu::noinline]] std::size_t collect_signal_frames(void** out, std::size_t max) noexcept {
+  frame_walk w{out, max, 0, 0, true};
+  _Unwind_Backtrace(walk_frame, &w);
+  if (w.n == 0 && w.to_signal_frame) {
+    // No frame was marked as interrupted: keep everything rather than nothing.
+    w = frame_walk{out, max, 1, 0, false};
+    _Unwind_Backtrace(walk_frame, &w);
+  }
+  return w.n;
+}
+
+bctx::transfer_t capture_on_stack(bctx::transfer_t t) noexcept {
+  tasklet_impl* const me = static_cast<capture_request*>(t.data)->target;
+  scheduler* const sched = me->sched;
+  for (;;) {
+    auto* req = static_cast<capture_request*>(t.data);
+#if defined(__SANITIZE_ADDRESS__)
+    const void* bottom = nullptr;
+    std::size_t size = 0;
+    __sanitizer_finish_switch_fiber(me->asan_fake_stack, &bottom, &size);
+    if (!req->dumper->asan_bottom) {
+      req->dumper->asan_bottom = bottom;
+      req->dumper->asan_size = size;
+    }
+#endif
+    req->depth = collect_frames(req->out, req->max, 1);
+    me->in_capture = true;
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(&me->asan_fake_stack, req->dumper->asan_bottom, req->dumper->asan_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+    __tsan_switch_to_fiber(req->dumper->tsan_fiber, 0);
+#endif
+    t = bctx::jump_fcontext(t.fctx, nullptr);
+    if (t.data != sched->pending_capture()) {
+      // An ordinary resume, through land(): hand its transfer to the suspended switch, whose
+      // caller finishes the sanitizer's fiber switch.
+      me->in_capture = false;
+      return t;
+    }
+  }
+}
+
+}  // namespace
+
+std::size_t scheduler::backtrace_of(tasklet_impl* t, void** out, std::size_t max, const char** why) {
+  *why = nullptr;
+  if (t->sched != this) {
+    *why = "it belongs to another thread";
+    return 0;
+  }
+  if (t == current_) return collect_frames(out, max, 0);
+  if (t->state == tstate::dead) {
+    *why = "it has ended";
+    return 0;
+  }
+  if (!t->started) {
+    *why = "it has not started";
+    return 0;
+  }
+  // The unwinder needs a few kilobytes below the tasklet's frames (sanitizers more).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr std::size_t headroom = 32 * 1024;
+#else
+  constexpr std::size_t headroom = 16 * 1024;
+#endif
+  if (!t->main && static_cast<std::size_t>(static_cast<char*>(t->context) - t->stack.base) < headroom) {
+    *why = "too little free stack is left to take it safely";
+    return 0;
+  }
+  tasklet_impl* self = current_;
+  capture_request req{t, self, out, max, 0};
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(&self->asan_fake_stack, t->asan_bottom, t->asan_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+  __tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+  pending_capture_ = &req;
+  bctx::transfer_t back = t->in_capture ? bctx::jump_fcontext(t->context, &req)
+                                        : bctx::ontop_fcontext(t->context, &req, capture_on_stack);
+  pending_capture_ = nullptr;
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(self->asan_fake_stack, nullptr, nullptr);
+#endif
+  t->context = back.fctx;
+  return req.depth;
+}
+
+// ---- capturing another thread ---------------------------------------------------------------
+
+namespace {
+
+std::atomic<int> g_capture_signal{0};
+std::once_flag g_capture_handler_once;
+
+void on_capture_signal(int, siginfo_t*, void*) {
+  const int saved_errno = errno;
+  capture_slot& c = t_capture;
+  int expected = capture_slot::requested;
+  if (c.state.compare_exchange_strong(expected, capture_slot::filling, std::memory_order_acquire)) {
+    thread_capture& d = c.data;
+    d.has_tasklet = false;
+    d.main = false;
+    d.tasklet_id = 0;
+    d.name_len = 0;
+    if (scheduler* s = c.sched.load(std::memory_order_relaxed)) {
+      if (const tasklet_impl* t = s->current()) {
+        d.has_tasklet = true;
+        d.main = t->main;
+        d.tasklet_id = t->id;
+        d.name_len = std::min(t->name.size(), thread_capture::max_name);
+        std::memcpy(d.name, t->name.data(), d.name_len);
+      }
+    }
+    d.depth = collect_signal_frames(d.frames, thread_capture::max_frames);
+    c.state.store(capture_slot::done, std::memory_order_release);
+  }
+  errno = saved_errno;
+}
+
+void install_capture_handler() {
+  std::call_once(g_capture_handler_once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_capture_signal;
+    // SA_ONSTACK: a tasklet's stack may be nearly full; the thread's alternate stack is not.
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(capture_signal(), &sa, nullptr);
+  });
+}
+
+}  // namespace
+
+int capture_signal() noexcept {
+  const int s = g_capture_signal.load(std::memory_order_relaxed);
+  return s ? s : SIGRTMIN + 5;
+}
+
+void set_capture_signal(int signo) noexcept { g_capture_signal.store(signo, std::memory_order_relaxed); }
+
+bool capture_thread(scheduler& s, thread_capture& out, std::chrono::milliseconds timeout) {
+  install_capture_handler();
+  capture_slot& c = *s.slot();
+  int expected = capture_slot::idle;
+  if (!c.state.compare_exchange_strong(expected, capture_slot::requested, std::memory_order_relaxed)) return false;
+  if (::pthread_kill(s.thread(), capture_signal()) != 0) {
+    c.state.store(capture_slot::idle, std::memory_order_relaxed);
+    return false;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (c.state.load(std::memory_order_acquire) == capture_slot::done) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      expected = capture_slot::requested;
+      if (c.state.compare_exchange_strong(expected, capture_slot::idle, std::memory_order_relaxed)) return false;
+      // The handler has begun: it finishes in microseconds.
+      while (c.state.load(std::memory_order_acquire) != capture_slot::done) std::this_thread::yield();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  out = c.data;
+  c.state.store(capture_slot::idle, std::memory_order_release);
+  return true;
+}
+
+std::unique_lock<std::mutex> lock_registry() { return std::unique_lock<std::mutex>(registry().mutex); }
+
+const std::vector<scheduler*>& registered_schedulers() noexcept { return registry().schedulers; }
+
+void scheduler::set_remote(void* ctx, remote_post post) noexcept {
+  std::lock_guard lock(registry().mutex);
+  remote_ctx_ = post ? ctx : nullptr;
+  remote_post_ = post;
+}
+
+bool scheduler::post_remote(std::function<void()> fn) const {
+  if (!remote_post_) return false;
+  remote_post_(remote_ctx_, std::move(fn));
+  return true;
+}
+
 // ---- overflow lookup (signal handler) -------------------------------------------------------
 
 bool overflow_culprit(const void* fault, std::uint64_t& id, const char*& name, std::size_t& len) noexcept {
@@ -552,6 +881,16 @@ tasklet_impl* current_tasklet() noexcept { return scheduler::get().current(); }
 void block_current(wait_target& w, void* slot) { scheduler::get().block_current(w, slot); }
 
 void* wait_slot(const tasklet_impl* t) noexcept { return t->slot; }
+
+const wait_note* current_note(const tasklet_impl* t) noexcept { return t->note; }
+
+void push_note(wait_note* n) {
+  tasklet_impl* t = scheduler::get().current();
+  n->outer = t->note;
+  t->note = n;
+}
+
+void pop_note(const wait_note* outer) noexcept { t_sched->current()->note = outer; }
 
 void wake_now(tasklet_impl* t) { scheduler::get().wake_now(t); }
 

@@ -4,13 +4,18 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "core/scheduler.hpp"
 #include "reactor/timer_queue.hpp"
 
 namespace twistlet {
@@ -19,6 +24,135 @@ namespace detail {
 namespace {
 thread_local reactor* t_reactor = nullptr;
 }
+
+// ---- the stall detector ---------------------------------------------------------------------
+//
+// A thread that watches the scheduler's progress mark (changed by every tasklet switch and
+// every pass of the reactor loop). If it stays put for the threshold while the loop is busy,
+// the thread is interrupted with the capture signal to learn which tasklet runs and where.
+// While the loop waits in the kernel (or run() is not running) the monitor sleeps on its
+// condition variable and the loop wakes it when it gets busy again; so an idle process is
+// not woken periodically. (An Asio handler runs inside the kernel wait's run_one(), where the
+// loop counts as idle: I/O handlers only wake tasklets, and the work is done in those.)
+class stall_monitor {
+ public:
+  stall_monitor(scheduler& s, duration threshold, std::function<void(const stall_report&)> sink)
+      : sched_(s), serial_(s.serial()), threshold_(threshold), sink_(std::move(sink)) {
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~stall_monitor() {
+    {
+      std::lock_guard l(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  stall_monitor(const stall_monitor&) = delete;
+  stall_monitor& operator=(const stall_monitor&) = delete;
+
+  /// The loop is about to wait in the kernel, or run() ends: nothing to watch.
+  void quiet() noexcept { sched_.set_loop_flags(scheduler::loop_running | scheduler::loop_idle); }
+  void stopped() noexcept { sched_.set_loop_flags(0); }
+  /// The loop has work. The flag store and the load of sleeping_ are sequentially consistent,
+  /// as are the monitor's store of sleeping_ and its load of the flags: one of the two sides
+  /// always sees the other, so the monitor never sleeps through a busy loop.
+  void busy() noexcept {
+    sched_.set_loop_flags(scheduler::loop_running);
+    if (sleeping_.load(std::memory_order_seq_cst)) {
+      std::lock_guard l(m_);
+      cv_.notify_one();
+    }
+  }
+
+ private:
+  bool is_quiet() const noexcept { return sched_.loop_flags() != scheduler::loop_running; }
+
+  void watch() {
+    using clock = std::chrono::steady_clock;
+    const duration period = std::clamp<duration>(threshold_ / 4, std::chrono::milliseconds(1), std::chrono::seconds(1));
+    std::unique_lock l(m_);
+    scheduler::progress_mark last = sched_.progress();
+    clock::time_point since = clock::now();
+    bool reported = false;
+    while (!stop_) {
+      if (is_quiet()) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        cv_.wait(l, [this] { return stop_ || !is_quiet(); });
+        sleeping_.store(false, std::memory_order_relaxed);
+        last = sched_.progress();
+        since = clock::now();
+        reported = false;
+        continue;
+      }
+      cv_.wait_for(l, period);
+      if (stop_) break;
+      const scheduler::progress_mark p = sched_.progress();
+      const clock::time_point now = clock::now();
+      if (p != last || is_quiet()) {
+        last = p;
+        since = now;
+        reported = false;
+        continue;
+      }
+      if (reported || now - since < threshold_) continue;
+      reported = true;
+      l.unlock();
+      report(now - since, last);
+      l.lock();
+    }
+  }
+
+  void report(duration stuck, scheduler::progress_mark progress_at) {
+    stall_report r;
+    thread_capture cap;
+    bool captured = false;
+    {
+      auto lock = lock_registry();
+      for (scheduler* s : registered_schedulers())
+        if (s->serial() == serial_) captured = capture_thread(*s, cap, std::chrono::milliseconds(500));
+    }
+    // The stall ended before the capture: what it shows is not the culprit.
+    if (sched_.progress() != progress_at) return;
+    r.running_for = stuck;
+    if (captured && cap.has_tasklet) {
+      r.tasklet_id = cap.tasklet_id;
+      r.tasklet_name.assign(cap.name, cap.name_len);
+      r.backtrace = format_frames(cap.frames, cap.depth, "");
+    }
+    if (sink_) {
+      try {
+        sink_(r);
+      } catch (...) {
+        std::fputs("twistlet: the stall report callback threw; its exception is ignored\n", stderr);
+      }
+      return;
+    }
+    std::string text = "twistlet: stall: ";
+    if (r.tasklet_id) {
+      text += "tasklet " + std::to_string(r.tasklet_id);
+      if (!r.tasklet_name.empty()) text += " '" + r.tasklet_name + "'";
+    } else {
+      text += "a tasklet (the thread did not answer the capture signal)";
+    }
+    text += " has run for " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(stuck).count()) +
+            " ms without yielding (threshold " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(threshold_).count()) + " ms)\n";
+    std::istringstream lines(r.backtrace);
+    for (std::string line; std::getline(lines, line);) text += "    " + line + "\n";
+    std::fputs(text.c_str(), stderr);
+  }
+
+  scheduler& sched_;
+  std::uint64_t serial_;
+  duration threshold_;
+  std::function<void(const stall_report&)> sink_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> sleeping_{false};
+  std::thread thread_;
+};
 
 class reactor_impl {
  public:
@@ -93,6 +227,8 @@ class reactor_impl {
   bool running_ = false;
   bool stopping_ = false;
   tasklet tasklet_;
+  std::unique_ptr<stall_monitor> monitor_;  // with reactor_options::stall_threshold only
+  scheduler* remote_sched_ = nullptr;       // where dump_all_threads() can reach us
   const std::function<bool()>* until_ = nullptr;
   bool until_stalled_ = false;
   delayed_call interval_call_;
@@ -211,7 +347,9 @@ void reactor_impl::loop() {
   // since (no cross-thread call, no Asio handler, no tasklet turn).
   std::optional<time_point> next;
   bool next_known = false;
+  scheduler& sched = scheduler::get();
   while (!stopping_) {
+    if (monitor_) sched.note_pass();
     if (drain_incoming() || !next_known) next = timers_.earliest();
     next_known = false;
     if (next) {
@@ -239,7 +377,10 @@ void reactor_impl::loop() {
       disarm();
     passes_since_poll_ = 0;
     last_poll_ = latest();
-    if (run_io(true) == 0) {
+    if (monitor_) monitor_->quiet();
+    const std::size_t handled = run_io(true);
+    if (monitor_) monitor_->busy();
+    if (handled == 0) {
       // Asio had no work at all: no I/O pending, no timer armed, nothing posted, no pool job,
       // no keep_alive token. In run() our work guard rules this out; in run_until() it means
       // nothing can ever make progress.
@@ -274,9 +415,18 @@ reactor::reactor(reactor_options opts) {
   if (detail::t_reactor) throw std::logic_error("reactor: this thread already has a reactor");
   impl_ = std::make_unique<detail::reactor_impl>(*this, opts);
   detail::t_reactor = this;
+  // debug::dump_all_threads() reaches this thread through the reactor (answered while it
+  // runs). Registered once, not per run(): a main tasklet's block_on runs it per call.
+  impl_->remote_sched_ = &detail::scheduler::get();
+  impl_->remote_sched_->set_remote(this, [](void* self, std::function<void()> fn) {
+    static_cast<reactor*>(self)->call_from_thread(std::move(fn));
+  });
 }
 
 reactor::~reactor() {
+  // Only if the scheduler is still there: a reactor that outlives its thread's scheduler
+  // (a static one on the main thread) has nothing to undo.
+  if (detail::scheduler* s = detail::scheduler::peek(); s && s == impl_->remote_sched_) s->set_remote(nullptr, nullptr);
   impl_->stop_pool();
   impl_.reset();
   if (detail::t_reactor == this) detail::t_reactor = nullptr;
@@ -345,6 +495,18 @@ void reactor::run() {
   if (impl.running_) throw std::logic_error("reactor::run: the reactor is already running");
   impl.running_ = true;
   impl.stopping_ = false;
+  detail::scheduler& sched = detail::scheduler::get();
+  if (impl.opts_.stall_threshold > duration::zero()) {
+    if (!impl.monitor_)
+      impl.monitor_ = std::make_unique<detail::stall_monitor>(sched, impl.opts_.stall_threshold, impl.opts_.on_stall);
+    impl.monitor_->busy();
+  }
+  struct leave_run {
+    detail::reactor_impl& impl;
+    ~leave_run() {
+      if (impl.monitor_) impl.monitor_->stopped();
+    }
+  } on_leave{impl};
   if (impl.io_.stopped()) impl.io_.restart();  // Asio stops itself whenever it runs out of work
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   if (!impl.until_) work.emplace(asio::make_work_guard(impl.io_));

@@ -224,6 +224,11 @@ auto blocking_tasklet(F&& fn, tasklet_options opts);
 /// no reactor; tasklet_exit if killed meanwhile (the timer is cancelled).
 void sleep(duration d);
 
+/// Blocks the current tasklet until `clock` has moved on by `d` (a manual_clock in tests, or
+/// any reactor). Listings (debug.hpp) show the sleeper with its due time. Errors as for
+/// sleep(duration), except that no reactor is needed when something else advances `clock`.
+void sleep(reactor_time& clock, duration d);
+
 // ---- implementation ------------------------------------------------------------------------
 
 namespace detail {

@@ -33,6 +33,7 @@ struct channel_waiter {
 class channel_state final : public wait_target {
  public:
   channel_state() noexcept;
+  explicit channel_state(std::string name) noexcept;
   channel_state(const channel_state&) = delete;
   channel_state& operator=(const channel_state&) = delete;
   ~channel_state();
@@ -66,8 +67,11 @@ class channel_state final : public wait_target {
   bool closing() const noexcept { return closing_; }
   void check_owner() const { TWISTLET_CHECK_OWNER(owner_, "channel"); }
 
+  const std::string& name() const noexcept { return name_; }
+
   void abandon(tasklet_impl* t) noexcept override;
   std::string describe() const override;
+  std::string describe_waiter(const tasklet_impl* t) const override;
   std::string deadlock_message(const tasklet_impl* t) const override;
 
   std::uint32_t refs = 1;
@@ -79,6 +83,7 @@ class channel_state final : public wait_target {
   int balance_ = 0;
   int preference_ = -1;
   bool closing_ = false;
+  std::string name_;
 };
 
 }  // namespace detail
@@ -104,13 +109,20 @@ class channel {
   };
 
  public:
+  /// A new, open channel without a name.
   channel() : state_(new detail::channel_state) {}
+  /// A channel with a name, which introspection (debug.hpp) and deadlock messages show.
+  explicit channel(std::string name) : state_(new detail::channel_state(std::move(name))) {}
+  /// Another handle to the same channel.
   channel(const channel& other) noexcept : state_(other.state_) { ++state_->refs; }
+  /// Makes this handle refer to `other`'s channel.
   channel& operator=(const channel& other) noexcept {
     channel(other).swap(*this);
     return *this;
   }
+  /// Drops this handle; the channel goes with its last handle (a waiter holds one too).
   ~channel() { release(state_); }
+  /// Exchanges the channels the two handles refer to.
   void swap(channel& other) noexcept { std::swap(state_, other.state_); }
 
   /// Sends `value`, blocking until a receiver takes it.
@@ -182,29 +194,44 @@ class channel {
       send_exception(std::make_exception_ptr(channel_closed_error("channel::stop: the channel was stopped")));
     return woken;
   }
+  /// close() was called (and open() not since).
   bool closing() const noexcept { return state_->closing(); }
   /// Closing and nobody waits.
   bool closed() const noexcept { return state_->closing() && state_->balance() == 0; }
+  /// The name given to the constructor (empty if none).
+  const std::string& name() const noexcept { return state_->name(); }
 
   /// Receives until the channel is closing with no sender waiting, or a receive ends with
   /// channel_closed_error (see stop()): `for (T v : ch) ...`.
   class iterator {
    public:
+    /// Single pass: each value is received once.
     using iterator_category = std::input_iterator_tag;
+    /// The channel's element type.
     using value_type = T;
+    /// As the standard iterator requirements ask.
     using difference_type = std::ptrdiff_t;
+    /// Points at the value last received.
     using pointer = T*;
+    /// The value last received.
     using reference = T&;
 
+    /// The end iterator.
     iterator() = default;
+    /// Receives the first value from `*ch` (or becomes the end iterator).
     explicit iterator(channel* ch) : ch_(ch) { advance(); }
+    /// The value last received.
     T& operator*() { return *value_; }
+    /// The value last received.
     T* operator->() { return &*value_; }
+    /// Receives the next value (or becomes the end iterator).
     iterator& operator++() {
       advance();
       return *this;
     }
+    /// Receives the next value; returns nothing, as the old value is gone.
     void operator++(int) { advance(); }
+    /// Equal when both are the end, or both read the same channel.
     friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.ch_ == b.ch_; }
 
    private:
@@ -224,7 +251,9 @@ class channel {
     channel* ch_ = nullptr;
     std::optional<T> value_;
   };
+  /// Receives the first value (blocking); see iterator.
   iterator begin() { return iterator(this); }
+  /// The end of the values.
   iterator end() noexcept { return iterator(); }
 
   /// Two handles to the same channel compare equal.

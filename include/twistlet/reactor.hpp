@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -26,6 +27,20 @@ struct reactor_blocked_error : std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// What the stall detector caught (see reactor_options::stall_threshold).
+struct stall_report {
+  /// The tasklet that ran without yielding: tasklet::id(). A timer, I/O or cross-thread
+  /// callback runs in the reactor tasklet, so a slow callback is reported as that one.
+  std::uint64_t tasklet_id = 0;
+  /// Its tasklet::name() ("reactor" for the reactor tasklet, "main" for a main tasklet).
+  std::string tasklet_name{};
+  /// How long it had run without yielding when it was caught (at least the threshold).
+  duration running_for{};
+  /// Its frames at that moment, one a line, innermost first; empty if the thread could not
+  /// be interrupted to take them.
+  std::string backtrace{};
+};
+
 /// How a reactor runs.
 struct reactor_options {
   /// Threads for defer_to_thread, started on first use.
@@ -33,6 +48,15 @@ struct reactor_options {
   /// > 0: also yield to runnable tasklets on this fixed period (the original 2008 design's
   /// busy poll, for those who want it; it costs a wake-up per period). Off by default.
   duration schedule_interval = duration::zero();
+  /// > 0: the stall detector. While run() runs, a monitor thread reports, once per stall, any
+  /// tasklet of this thread (or pass of the reactor loop with its callbacks) that runs longer
+  /// than this without yielding, with its name and backtrace. It wakes up a few times per
+  /// threshold while the thread is busy and sleeps while the reactor waits for work, so an
+  /// idle process stays idle. Off (zero) by default, and then it costs nothing.
+  duration stall_threshold = duration::zero();
+  /// Where stall reports go; called on the monitor thread, so it must be thread-safe and
+  /// must not touch the reactor's tasklets. Empty: a message on stderr.
+  std::function<void(const stall_report&)> on_stall{};
 };
 
 namespace detail {

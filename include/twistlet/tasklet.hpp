@@ -11,12 +11,48 @@
 #include <cstdint>
 #include <exception>
 #include <new>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 
+
 namespace twistlet {
+
+#if defined(__cpp_lib_source_location)
+/// A place in the source code (std::source_location), as introspection shows where a tasklet
+/// was created.
+using source_location = std::source_location;
+#else
+// clang before 15 has no __builtin_source_location, so libstdc++ leaves std::source_location
+// out under it (the fuzzing build, fuzz/, uses clang 14). This stand-in has the same members
+// and is filled in by the builtins both compilers do have.
+struct source_location {
+  static constexpr source_location current(const char* file = __builtin_FILE(),
+                                           const char* function = __builtin_FUNCTION(),
+                                           std::uint_least32_t line = __builtin_LINE(),
+                                           std::uint_least32_t column = __builtin_COLUMN()) noexcept {
+    source_location l;
+    l.file_ = file;
+    l.function_ = function;
+    l.line_ = line;
+    l.column_ = column;
+    return l;
+  }
+  constexpr source_location() noexcept = default;
+  constexpr std::uint_least32_t line() const noexcept { return line_; }
+  constexpr std::uint_least32_t column() const noexcept { return column_; }
+  constexpr const char* file_name() const noexcept { return file_; }
+  constexpr const char* function_name() const noexcept { return function_; }
+
+ private:
+  const char* file_ = "";
+  const char* function_ = "";
+  std::uint_least32_t line_ = 0;
+  std::uint_least32_t column_ = 0;
+};
+#endif
 
 /// Thrown into a killed tasklet at its suspension point. Deliberately not a std::exception, so
 /// `catch (const std::exception&)` in application code does not swallow a kill. Escaping a
@@ -36,6 +72,11 @@ struct tasklet_options {
   std::string name{};
   /// Usable stack bytes, rounded up to whole pages; 0 picks the default (128 KiB).
   std::size_t stack_size = 0;
+  /// Where the tasklet was created, shown by introspection (debug.hpp). The default is the
+  /// place these options were made: the call of spawn() or of the constructor when it is given
+  /// no options or `{.name = ...}` braces. Code that creates tasklets for its callers may pass
+  /// its own caller's location on.
+  source_location created_at = source_location::current();
 };
 
 namespace detail {
@@ -106,21 +147,27 @@ class tasklet {
     return t;
   }
 
+  /// Another handle to the same tasklet.
   tasklet(const tasklet& other) noexcept : impl_(other.impl_) {
     if (impl_) detail::retain(impl_);
   }
+  /// Takes over `other`'s tasklet; `other` becomes empty.
   tasklet(tasklet&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  /// Makes this handle refer to `other`'s tasklet.
   tasklet& operator=(const tasklet& other) noexcept {
     tasklet(other).swap(*this);
     return *this;
   }
+  /// Takes over `other`'s tasklet; `other` becomes empty.
   tasklet& operator=(tasklet&& other) noexcept {
     tasklet(std::move(other)).swap(*this);
     return *this;
   }
+  /// Drops the handle (see the class comment for what happens to the tasklet).
   ~tasklet() {
     if (impl_) detail::release(impl_);
   }
+  /// Exchanges the tasklets the two handles refer to.
   void swap(tasklet& other) noexcept { std::swap(impl_, other.impl_); }
 
   /// Appends to the run queue (no-op if already there).
@@ -150,14 +197,18 @@ class tasklet {
   bool scheduled() const noexcept;
   /// Alive and not scheduled.
   bool paused() const noexcept;
+  /// The main tasklet of its thread (the thread's own stack).
   bool is_main() const noexcept;
+  /// The tasklet running now on the calling thread.
   bool is_current() const noexcept;
   /// Unique per process, never reused; 0 for an empty handle.
   std::uint64_t id() const noexcept;
   /// The name given in tasklet_options (empty for an empty handle).
   const std::string& name() const noexcept;
 
+  /// Not an empty handle.
   explicit operator bool() const noexcept { return impl_ != nullptr; }
+  /// Two handles to the same tasklet (or two empty ones) compare equal.
   friend bool operator==(const tasklet& a, const tasklet& b) noexcept { return a.impl_ == b.impl_; }
 
   /// For the layers above core: the tasklet behind the handle.
@@ -198,14 +249,49 @@ class wait_target {
  public:
   /// Removes `t` from the waiters; after this the target must not wake `t`.
   virtual void abandon(tasklet_impl* t) noexcept = 0;
-  /// A short description for introspection ("channel 0x... balance -2", "deferred ...").
+  /// A short description for introspection ("channel 0x... (balance -2)", "a deferred ...").
   virtual std::string describe() const = 0;
+  /// What the blocked tasklet `t` is doing here, for listings ("receive on channel ..."); by
+  /// default describe().
+  virtual std::string describe_waiter(const tasklet_impl* t) const;
   /// The message of the deadlock_error the main tasklet receives when the last other tasklet
   /// ends while it waits here.
   virtual std::string deadlock_message(const tasklet_impl* t) const;
 
  protected:
   ~wait_target() = default;
+};
+
+/// A note on what a tasklet is doing, shown by introspection next to what it waits on. The
+/// code about to block stacks one for its duration (wait_note_scope), e.g. sleep() with its due
+/// time or debug::wait_label with the user's text. Notes live on the tasklet's stack.
+struct wait_note {
+  /// The note this one hides, restored when it goes.
+  const wait_note* outer = nullptr;
+  /// The text, if it is fixed (it must outlive the note).
+  const char* text = nullptr;
+  /// Formats the text lazily (at dump time) when `text` is null, so that a note costs nothing
+  /// unless someone looks.
+  std::string (*format)(const wait_note& self) = nullptr;
+};
+
+/// The innermost note of tasklet `t`, or nullptr.
+const wait_note* current_note(const tasklet_impl* t) noexcept;
+/// Makes `n` the current tasklet's innermost note (`n->outer` becomes the one it hides).
+void push_note(wait_note* n);
+/// Makes `outer` (the `outer` of the innermost note) the current tasklet's innermost note.
+void pop_note(const wait_note* outer) noexcept;
+
+/// Stacks a note on the current tasklet for the scope's duration.
+class wait_note_scope {
+ public:
+  explicit wait_note_scope(wait_note& n) : n_(n) { push_note(&n); }
+  ~wait_note_scope() { pop_note(n_.outer); }
+  wait_note_scope(const wait_note_scope&) = delete;
+  wait_note_scope& operator=(const wait_note_scope&) = delete;
+
+ private:
+  wait_note& n_;
 };
 
 /// The current tasklet of this thread.

@@ -10,3 +10,4 @@
 #include <twistlet/reactor.hpp>
 #include <twistlet/bridge.hpp>
 #include <twistlet/net.hpp>
+#include <twistlet/debug.hpp>
