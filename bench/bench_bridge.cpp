@@ -23,6 +23,7 @@
 
 #include <twistlet/bridge.hpp>
 
+#include "asio_hop.hpp"
 #include "ratio_table.hpp"
 
 namespace {
@@ -84,35 +85,6 @@ void reactor_defer_later_hop(benchmark::State& state) {
   r.run();
 }
 
-struct post_hop {
-  asio::io_context* io;
-  benchmark::State* state;
-  asio::steady_timer* pending = nullptr;  // cancelled at the end, so that run() returns
-  void operator()() const {
-    if (state->KeepRunning())
-      asio::post(*io, *this);
-    else if (pending)
-      pending->cancel();
-  }
-};
-
-void asio_post_hop(benchmark::State& state) {
-  asio::io_context io(1);
-  asio::post(io, post_hop{&io, &state});
-  io.run();
-}
-
-// An io_context with a live I/O object runs Asio's epoll reactor as a task between
-// handlers: one epoll_wait per hop. The reactor's io_context is of this kind (its wake-up
-// timer, and the program's sockets).
-void asio_post_hop_with_io_object(benchmark::State& state) {
-  asio::io_context io(1);
-  asio::steady_timer timer(io, std::chrono::hours(1));
-  timer.async_wait([](const asio::error_code&) {});
-  asio::post(io, post_hop{&io, &state, &timer});
-  io.run();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,8 +96,8 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark(block_on_hop.c_str(), tasklet_block_on_round_trip);
   benchmark::RegisterBenchmark(fiber_hop.c_str(), fiber_future_round_trip);
   benchmark::RegisterBenchmark(reactor_hop.c_str(), reactor_defer_later_hop);
-  benchmark::RegisterBenchmark(plain_post.c_str(), asio_post_hop);
-  benchmark::RegisterBenchmark(io_post.c_str(), asio_post_hop_with_io_object);
+  benchmark::RegisterBenchmark(plain_post.c_str(), twistlet_bench::asio_post_hop);
+  benchmark::RegisterBenchmark(io_post.c_str(), twistlet_bench::asio_post_hop_with_io_object);
   benchmark::Initialize(&argc, argv);
   twistlet_bench::ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -28,6 +28,7 @@
 
 #include <twistlet/bridge.hpp>
 
+#include "asio_hop.hpp"
 #include "ratio_table.hpp"
 
 namespace {
@@ -50,32 +51,6 @@ void reactor_call_later_hop(benchmark::State& state) {
   };
   r.call_later(0ns, hop);
   r.run();
-}
-
-struct post_hop {
-  asio::io_context* io;
-  benchmark::State* state;
-  asio::steady_timer* pending = nullptr;  // cancelled at the end, so that run() returns
-  void operator()() const {
-    if (state->KeepRunning())
-      asio::post(*io, *this);
-    else if (pending)
-      pending->cancel();
-  }
-};
-
-void asio_post_hop(benchmark::State& state) {
-  asio::io_context io(1);
-  asio::post(io, post_hop{&io, &state});
-  io.run();
-}
-
-void asio_post_hop_with_io_object(benchmark::State& state) {
-  asio::io_context io(1);
-  asio::steady_timer timer(io, std::chrono::hours(1));
-  timer.async_wait([](const asio::error_code&) {});
-  asio::post(io, post_hop{&io, &state, &timer});
-  io.run();
 }
 
 constexpr int batch = 1000;
@@ -209,8 +184,8 @@ int main(int argc, char** argv) {
   const std::string idle_epoll = "idle/peer: epoll_wait on a timerfd 2 s";
   const std::string idle_interval = "idle/reactor, schedule_interval 100 us, 1 s";
   benchmark::RegisterBenchmark(hop.c_str(), reactor_call_later_hop);
-  benchmark::RegisterBenchmark(plain_post.c_str(), asio_post_hop);
-  benchmark::RegisterBenchmark(io_post.c_str(), asio_post_hop_with_io_object);
+  benchmark::RegisterBenchmark(plain_post.c_str(), twistlet_bench::asio_post_hop);
+  benchmark::RegisterBenchmark(io_post.c_str(), twistlet_bench::asio_post_hop_with_io_object);
   benchmark::RegisterBenchmark(from_thread.c_str(), reactor_call_from_thread)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(post_from_thread.c_str(), asio_post_from_thread)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(idle_reactor.c_str(), reactor_idle)->Iterations(1)->Unit(benchmark::kMillisecond);

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build/fuzz}
 seconds=${2:-60}
 src=$PWD
+case "$build" in /*) ;; *) build="$src/$build" ;; esac
 
 cmake -S fuzz -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$(nproc)" --target fuzz_model

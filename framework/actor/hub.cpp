@@ -21,6 +21,18 @@ caf::mailbox_element* closed_marker() noexcept { return reinterpret_cast<caf::ma
 
 caf::mailbox_element* next_of(caf::mailbox_element* e) noexcept { return static_cast<caf::mailbox_element*>(e->next); }
 
+// The inbox is a stack (newest first); messages are handled in arrival order.
+caf::mailbox_element* arrival_order(caf::mailbox_element* newest_first) noexcept {
+  caf::mailbox_element* fifo = nullptr;
+  while (newest_first) {
+    caf::mailbox_element* next = next_of(newest_first);
+    newest_first->next = fifo;
+    fifo = newest_first;
+    newest_first = next;
+  }
+  return fifo;
+}
+
 // Token subtype of watch attachables (CAF uses 0..3 for its own).
 constexpr std::size_t watch_token = 0x74776c74;
 
@@ -211,14 +223,7 @@ void hub_actor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 void hub_actor::close_inbox() noexcept {
   caf::mailbox_element* head = inbox_.exchange(closed_marker(), std::memory_order_acq_rel);
   if (head == closed_marker()) return;
-  // Bounce in arrival order (the stack holds the newest first).
-  caf::mailbox_element* fifo = nullptr;
-  while (head) {
-    caf::mailbox_element* next = next_of(head);
-    head->next = fifo;
-    fifo = head;
-    head = next;
-  }
+  caf::mailbox_element* fifo = arrival_order(head);
   while (fifo) {
     caf::mailbox_element_ptr e(fifo);
     fifo = next_of(fifo);
@@ -229,14 +234,7 @@ void hub_actor::close_inbox() noexcept {
 
 void hub_actor::drain() {
   if (terminated_) return;
-  caf::mailbox_element* head = inbox_.exchange(nullptr, std::memory_order_acq_rel);
-  caf::mailbox_element* fifo = nullptr;
-  while (head) {
-    caf::mailbox_element* next = next_of(head);
-    head->next = fifo;
-    fifo = head;
-    head = next;
-  }
+  caf::mailbox_element* fifo = arrival_order(inbox_.exchange(nullptr, std::memory_order_acq_rel));
   while (fifo) {
     caf::mailbox_element_ptr e(fifo);
     fifo = next_of(fifo);

@@ -299,26 +299,45 @@ class idle_watch {
   std::function<void()> expire_;
 };
 
+/// The intrusive reference count of an implementation object: handles and pending operations
+/// hold references, and the last one deletes it.
+template <class Derived>
+class ref_counted {
+ public:
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete static_cast<Derived*>(this);
+  }
+
+ private:
+  std::uint32_t refs_ = 1;
+};
+
+/// A ref_counted object shared by user handles: the last handle closes it (Derived::close()),
+/// while operations still pending keep it alive until they have finished.
+template <class Derived>
+class handle_counted : public ref_counted<Derived> {
+ public:
+  void add_handle() noexcept {
+    ++handles_;
+    this->add_ref();
+  }
+  void drop_handle() noexcept {
+    if (--handles_ == 0) static_cast<Derived*>(this)->close();
+    this->release();
+  }
+
+ private:
+  std::uint32_t handles_ = 0;
+};
+
 // ---- streams -------------------------------------------------------------------------------
 
 /// A connected TCP stream (behind net::stream handles).
-class stream_impl final : public io_object {
+class stream_impl final : public io_object, public handle_counted<stream_impl> {
  public:
   stream_impl(reactor& r, asio::ip::tcp::socket&& s, const connect_options& opts);
   ~stream_impl();
-
-  void add_ref() noexcept { ++refs_; }
-  void release() noexcept {
-    if (--refs_ == 0) delete this;
-  }
-  void add_handle() noexcept {
-    ++handles_;
-    ++refs_;
-  }
-  void drop_handle() noexcept {
-    if (--handles_ == 0) close();
-    release();
-  }
 
   std::size_t read_some(char* p, std::size_t len);
   void read_exactly(char* p, std::size_t len);
@@ -357,8 +376,6 @@ class stream_impl final : public io_object {
   [[noreturn]] void closed_error(const char* op);
   void expire_idle();
 
-  std::uint32_t refs_ = 1;
-  std::uint32_t handles_ = 0;
   reactor& r_;
   std::optional<asio::ip::tcp::socket> sock_;
   tcp_endpoint local_;
@@ -384,15 +401,10 @@ class stream_impl final : public io_object {
 // ---- listeners -----------------------------------------------------------------------------
 
 /// A listening socket and what it runs per connection.
-class listener_impl final : public io_object {
+class listener_impl final : public io_object, public ref_counted<listener_impl> {
  public:
   listener_impl(reactor& r, const tcp_endpoint& local, const listen_options& opts, bool dual_stack);
   ~listener_impl();
-
-  void add_ref() noexcept { ++refs_; }
-  void release() noexcept {
-    if (--refs_ == 0) delete this;
-  }
 
   void serve(connection_handler handler);
   void serve(std::shared_ptr<protocol_factory> factory);
@@ -412,7 +424,6 @@ class listener_impl final : public io_object {
   void start_tasklet(asio::ip::tcp::socket socket);
   void start_protocol(asio::ip::tcp::socket socket);
 
-  std::uint32_t refs_ = 1;
   reactor& r_;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   tcp_endpoint local_;
@@ -428,15 +439,10 @@ class listener_impl final : public io_object {
 /// One connection driven by a protocol: reads wait for readiness and go through one buffer
 /// per thread, so an idle connection holds no buffer; writes go out at once where the kernel
 /// takes them and queue otherwise.
-class protocol_conn final : public io_object {
+class protocol_conn final : public io_object, public ref_counted<protocol_conn> {
  public:
   protocol_conn(reactor& r, asio::ip::tcp::socket&& s, bool no_delay, listener_impl* owner);
   ~protocol_conn();
-
-  void add_ref() noexcept { ++refs_; }
-  void release() noexcept {
-    if (--refs_ == 0) delete this;
-  }
 
   /// Attaches `p`, calls connection_made() and starts reading. If connection_made() throws,
   /// the connection is aborted and the failure returned (connection_lost follows).
@@ -467,7 +473,6 @@ class protocol_conn final : public io_object {
   template <class F>
   bool call(F&& f);
 
-  std::uint32_t refs_ = 1;
   reactor& r_;
   std::optional<asio::ip::tcp::socket> sock_;
   tcp_endpoint local_;

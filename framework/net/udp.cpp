@@ -7,7 +7,7 @@
 namespace twistlet::net {
 namespace detail {
 
-class udp_impl final : public io_object {
+class udp_impl final : public io_object, public handle_counted<udp_impl> {
  public:
   udp_impl(reactor& r, const udp_endpoint& local) : r_(r), owner_(twistlet::detail::owner_token()) {
     sock_.emplace(r.context());
@@ -20,19 +20,6 @@ class udp_impl final : public io_object {
     enlist(r.context());
   }
   ~udp_impl() { close(); }
-
-  void add_ref() noexcept { ++refs_; }
-  void release() noexcept {
-    if (--refs_ == 0) delete this;
-  }
-  void add_handle() noexcept {
-    ++handles_;
-    ++refs_;
-  }
-  void drop_handle() noexcept {
-    if (--handles_ == 0) close();
-    release();
-  }
 
   std::size_t receive_from(char* p, std::size_t len, udp_endpoint& sender) {
     start("net::udp_socket::receive_from");
@@ -111,8 +98,6 @@ class udp_impl final : public io_object {
     if (op.ec && op.ec != asio::error::operation_aborted) throw_error(what, op.ec);
   }
 
-  std::uint32_t refs_ = 1;
-  std::uint32_t handles_ = 0;
   reactor& r_;
   std::optional<asio::ip::udp::socket> sock_;
   udp_endpoint local_;
