@@ -1,5 +1,8 @@
-// Shared helpers for the reactor and bridge tests.
+// Shared helpers for the reactor and bridge tests, on top of the core tests' (test_error,
+// event_log, reaper).
 #pragma once
+
+#include "core/core_test_support.hpp"
 
 #include <twistlet/deferred.hpp>
 #include <twistlet/tasklet.hpp>
@@ -13,16 +16,6 @@
 #include <vector>
 
 namespace twistlet_test {
-
-// An exception type of our own, with a payload, so that a test can tell it from anything the
-// framework throws and check that it arrives intact.
-struct test_error : std::runtime_error {
-  explicit test_error(int v) : std::runtime_error("test_error " + std::to_string(v)), value(v) {}
-  int value;
-};
-
-// The ordered record of what happened; most rules here are about order.
-using event_log = std::vector<std::string>;
 
 // Captures every unhandled-error report while it lives, instead of letting them reach stderr.
 class error_log {
@@ -38,39 +31,6 @@ class error_log {
 
  private:
   twistlet::unhandled_error_handler old_;
-};
-
-// Kills, at the end of a test, the tasklets it registered that are still alive, so that a
-// failing test cannot leave blocked tasklets (holding references to its locals) behind for the
-// next one. Declare it after what those tasklets use, so that it runs first.
-class reaper {
- public:
-  reaper() = default;
-  reaper(const reaper&) = delete;
-  reaper& operator=(const reaper&) = delete;
-  ~reaper() {
-    for (auto& t : tasklets_) {
-      try {
-        if (t.alive()) t.kill();
-      } catch (...) {
-      }
-    }
-    try {
-      twistlet::run();
-    } catch (...) {
-    }
-  }
-  twistlet::tasklet add(twistlet::tasklet t) {
-    tasklets_.push_back(t);
-    return t;
-  }
-  template <class F>
-  twistlet::tasklet spawn(F&& f, twistlet::tasklet_options opts = {}) {
-    return add(twistlet::tasklet::spawn(std::forward<F>(f), std::move(opts)));
-  }
-
- private:
-  std::vector<twistlet::tasklet> tasklets_;
 };
 
 // CPU time (user + system) and voluntary context switches, of the process or of the calling
